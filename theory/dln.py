@@ -41,7 +41,8 @@ def _check_width(value, name: str) -> int:
 def _check_widths(widths: Sequence[int]) -> tuple[int, ...]:
     if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
         raise ValueError(
-            f"widths must be a sequence of positive integers (input, hidden..., output), got {widths!r}"
+            "widths must be a sequence of positive integers (input, hidden..., output), "
+            f"got {widths!r}"
         )
     if len(widths) < 2:
         raise ValueError(
