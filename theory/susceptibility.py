@@ -11,7 +11,8 @@ and fluctuation-dissipation (exact, differentiate the log-normaliser) gives the 
 
     d/dh E_{p_h}[phi] |_{h=0} = n beta chi = -n beta Cov_{p_0}(phi, dL).
 
-Per-sample version, the Bayesian influence function (Kreer et al., arXiv 2509.26544):
+Per-sample version, the Bayesian influence function (Kreer et al., "Bayesian influence functions
+for Hessian-free data attribution", arXiv 2509.26544):
 ``BIF(z_i, phi) = -Cov(l_i, phi)``; with per-sample weights ``(1 + eps_i)`` on the losses,
 ``exp(-beta sum_i (1 + eps_i) l_i)``, one has ``d/d eps_i E[phi] = -beta Cov(phi, l_i) = beta BIF``.
 
@@ -165,7 +166,8 @@ def perturbed_gaussian_posterior(A, m, g, B, h, *, nbeta, localization=0.0, cent
 
 
 def quadratic_form_mean(mu, Sigma, *, c0=0.0, c=None, C=None) -> float:
-    """``E[c0 + c^T w + ½ w^T C w] = c0 + c^T mu + ½ (mu^T C mu + tr(C Sigma))``, w ~ N(mu, Sigma)."""
+    """``E[c0 + c^T w + ½ w^T C w] = c0 + c^T mu + ½ (mu^T C mu + tr(C Sigma))``, w ~ N(mu, Sigma).
+    """
     mu, Sigma = _mean_and_covariance(mu, Sigma)
     dim = len(mu)
     c, C = _optional_vector(c, "c", dim), _optional_matrix(C, "C", dim)
@@ -194,14 +196,14 @@ def quadratic_form_covariance(mu, Sigma, *, c=None, C=None, g=None, B=None) -> f
 def linear_quadratic_covariance(c, g, B, mu, Sigma) -> float:
     """``Cov(c^T w, g^T w + ½ w^T B w) = c^T Sigma g + c^T Sigma B mu`` for w ~ N(mu, Sigma).
 
-    Baker et al. arXiv 2504.18274 (Gaussian test case); a special case of
-    ``quadratic_form_covariance``.
+    Gaussian moments (Isserlis); the linear-observable case of ``quadratic_form_covariance``.
     """
     return quadratic_form_covariance(mu, Sigma, c=c, g=g, B=B)
 
 
 def quadratic_quadratic_covariance(C, B, mu, Sigma) -> float:
-    """``Cov(½ w^T C w, ½ w^T B w) = ½ tr(C Sigma B Sigma) + mu^T C Sigma B mu``, w ~ N(mu, Sigma)."""
+    """``Cov(½ w^T C w, ½ w^T B w) = ½ tr(C Sigma B Sigma) + mu^T C Sigma B mu``, w ~ N(mu, Sigma).
+    """
     return quadratic_form_covariance(mu, Sigma, C=C, B=B)
 
 
