@@ -1,7 +1,7 @@
 """Noisy Turing machines with exact semantics, their potential, and learning coefficients at codes.
 
 Sources: J. Clift, D. Murfet, J. Wallbridge, "Geometry of program synthesis", arXiv 2103.16080
-(noisy codes, the potential ``K`` of a synthesis problem, section 3); D. Murfet, W. Troiani,
+(noisy codes, the potential ``K`` of a synthesis problem); D. Murfet, W. Troiani,
 "Programs as singularities", arXiv 2504.08075 (Taylor expansion of ``K`` at a classical code and
 error syndromes; two machines with the same function can sit at singularities of different
 geometry). Notes: ``theory.md`` section 5.
@@ -18,7 +18,7 @@ empty) in the start state. In ``T`` steps the head reads and writes only squares
 ends included, ``n + 2T + 1`` squares) loses nothing. ``Configuration.tape[k]`` is square
 ``k - T``; ``Configuration.head`` is an index into that tuple.
 
-**Noisy codes** (Clift-Murfet-Wallbridge section 3). For every pair ``(sigma, q)`` three
+**Noisy codes** (Clift-Murfet-Wallbridge). For every pair ``(sigma, q)`` three
 independent distributions: the symbol written (a point of the simplex ``Delta_Sigma``), the next
 state (``Delta_Q``) and the head move (``Delta_{L,S,R}``). The parameter space ``W`` is the product
 of these ``3 |Sigma||Q|`` simplices; its dimension is
@@ -47,9 +47,11 @@ Two coordinate conventions on one simplex ``Delta_k``:
 ``(tape, head, state)`` reads ``sigma = tape[head]`` and draws, independently, a written symbol, a
 next state and a move from the three distributions of ``(sigma, state)``. This is a Markov chain
 on whole configurations; ``configuration_distribution`` propagates it exactly for ``T`` steps.
-This is *not* the mean-field relaxation (a product of per-square distributions) that
-Clift-Murfet-Wallbridge use for their smooth relaxation; the two agree for ``T <= 1`` and differ in
-general because the chain keeps correlations between squares, head and state.
+It is *not* the per-square ("mean-field") relaxation, which keeps a separate distribution for
+every square, the head and the state and so forgets their correlations; the two agree for
+``T <= 1`` and differ in general. Cost: the number of configurations with nonzero probability is
+at most ``|Q| (2T+1) |Sigma|^(2T-1)``, so the chain is exact and cheap for the small ``T`` used
+here, and near a vertex far fewer configurations are reached.
 
 **Model and potential.** ``p(y | x, w)`` is the distribution of a readout of the configuration
 after ``T`` steps: ``readout="state"`` (the default; the final state, as in both papers) or
@@ -179,7 +181,7 @@ class MachineShape:
     the module docstring (pair ``i = symbol_index * |Q| + state_index``; simplices ``3i`` write,
     ``3i+1`` next state, ``3i+2`` move), with ``num_entries = |Sigma||Q| (|Sigma| + |Q| + 3)``
     barycentric entries and ``dimension = |Sigma||Q| (|Sigma| + |Q|)`` free coordinates
-    (Clift-Murfet-Wallbridge arXiv 2103.16080, section 3).
+    (Clift-Murfet-Wallbridge arXiv 2103.16080).
     """
 
     symbols: tuple[str, ...]
@@ -240,7 +242,7 @@ class MachineShape:
 
     @property
     def dimension(self) -> int:
-        """Free coordinates ``|Sigma||Q|(|Sigma| + |Q|)``: each simplex of size k contributes k-1."""
+        """Free coordinates ``|Sigma||Q|(|Sigma| + |Q|)``: a simplex of size k gives k-1."""
         return self.num_entries - self.num_simplices
 
     def check_input(self, x) -> tuple[str, ...]:
@@ -294,7 +296,8 @@ class TuringMachine:
                 )
             if not (isinstance(value, tuple) and len(value) == 3):
                 raise ValueError(
-                    f"transition {key!r} must map to (write symbol, next state, move), got {value!r}"
+                    f"transition {key!r} must map to (write symbol, next state, move), "
+                    f"got {value!r}"
                 )
             write, new_state, move = value
             if write not in shape.symbols:
@@ -394,7 +397,9 @@ def _check_simplex_entries(entries, where: str) -> None:
     exact_numeric = True
     for value in entries:
         if isinstance(value, bool) or not isinstance(value, (Real, sympy.Expr)):
-            raise ValueError(f"{where}: entries must be numbers or sympy expressions, got {value!r}")
+            raise ValueError(
+                f"{where}: entries must be numbers or sympy expressions, got {value!r}"
+            )
         if isinstance(value, sympy.Expr) and value.free_symbols:
             exact_numeric = False
         elif float(value) < 0:
@@ -430,7 +435,8 @@ class NoisyCode:
         simplices = tuple(tuple(s) for s in self.simplices)
         if len(simplices) != self.shape.num_simplices:
             raise ValueError(
-                f"a code of this shape has {self.shape.num_simplices} simplices, got {len(simplices)}"
+                f"a code of this shape has {self.shape.num_simplices} simplices, "
+                f"got {len(simplices)}"
             )
         for s, (entries, size) in enumerate(zip(simplices, self.shape.simplex_sizes)):
             symbol, state, kind = self.shape.describe_simplex(s)
@@ -477,7 +483,9 @@ def code_from_flat(shape, flat: Sequence) -> NoisyCode:
     shape = shape.shape
     flat = tuple(flat)
     if len(flat) != shape.num_entries:
-        raise ValueError(f"a flat code of this shape has {shape.num_entries} entries, got {len(flat)}")
+        raise ValueError(
+            f"a flat code of this shape has {shape.num_entries} entries, got {len(flat)}"
+        )
     return NoisyCode(
         shape,
         tuple(flat[o : o + k] for o, k in zip(shape.simplex_offsets, shape.simplex_sizes)),
@@ -513,7 +521,9 @@ def code_from_distributions(shape, distributions: Mapping, default: TuringMachin
             if isinstance(dist, Mapping):
                 unknown = [k for k in dist if k not in labels]
                 if unknown:
-                    raise ValueError(f"{pair} {_KINDS[kind]} distribution has unknown labels {unknown}")
+                    raise ValueError(
+                        f"{pair} {_KINDS[kind]} distribution has unknown labels {unknown}"
+                    )
                 dist = tuple(dist.get(label, 0) for label in labels)
             simplices.append(tuple(dist))
     return NoisyCode(shape, tuple(simplices))
@@ -545,14 +555,17 @@ def barycentric_to_squared(p: Sequence) -> tuple:
     _check_simplex_entries(p, "barycentric point")
     if all(isinstance(v, float) for v in p):
         return tuple(math.sqrt(v) for v in p)
-    return tuple(sympy.sqrt(sympy.nsimplify(v) if isinstance(v, float) else sympy.sympify(v)) for v in p)
+    exact = (sympy.nsimplify(v) if isinstance(v, float) else sympy.sympify(v) for v in p)
+    return tuple(sympy.sqrt(v) for v in exact)
 
 
 def code_from_squared(shape, squared: Sequence[Sequence]) -> NoisyCode:
     """Code whose simplex ``s`` is ``squared_to_barycentric(squared[s])``."""
     shape = shape.shape
     if len(squared) != shape.num_simplices:
-        raise ValueError(f"need {shape.num_simplices} simplices of squared coordinates, got {len(squared)}")
+        raise ValueError(
+            f"need {shape.num_simplices} simplices of squared coordinates, got {len(squared)}"
+        )
     return NoisyCode(shape, tuple(squared_to_barycentric(u) for u in squared))
 
 
@@ -594,7 +607,9 @@ def error_coordinates(machine: TuringMachine) -> tuple[ErrorCoordinate, ...]:
         for j in range(len(entries)):
             if j != classical:
                 coords.append(
-                    ErrorCoordinate(len(coords), s, j, symbol, state, kind, labels[j], labels[classical])
+                    ErrorCoordinate(
+                        len(coords), s, j, symbol, state, kind, labels[j], labels[classical]
+                    )
                 )
     return tuple(coords)
 
@@ -723,7 +738,9 @@ def _propagate(shape: MachineShape, simplices, x, T: int, marginalise_last: bool
 
 def _code_arg(code) -> NoisyCode:
     if not isinstance(code, NoisyCode):
-        raise ValueError(f"expected a NoisyCode (see vertex_code, code_from_flat), got {type(code).__name__}")
+        raise ValueError(
+            f"expected a NoisyCode (see vertex_code, code_from_flat), got {type(code).__name__}"
+        )
     return code
 
 
@@ -737,7 +754,7 @@ def configuration_distribution(code: NoisyCode, x, T: int) -> dict[Configuration
     The Markov chain of the module docstring: from ``(tape, head, q)`` with ``sigma = tape[head]``
     it moves to ``(tape[head := a], head + m, q')`` with probability
     ``w_write(sigma, q)[a] * w_state(sigma, q)[q'] * w_move(sigma, q)[m]``
-    (Clift-Murfet-Wallbridge arXiv 2103.16080, section 3, without the mean-field step).
+    (Clift-Murfet-Wallbridge arXiv 2103.16080, without a mean-field step).
     Configurations of probability exactly zero are omitted.
     """
     code = _code_arg(code)
@@ -800,7 +817,9 @@ class SynthesisTask:
             x, y = example
             x = tuple(x) if isinstance(x, (str, list, tuple)) else x
             if not isinstance(x, tuple) or not all(isinstance(a, str) for a in x):
-                raise ValueError(f"an input must be a string or a sequence of symbols, got {example[0]!r}")
+                raise ValueError(
+                    f"an input must be a string or a sequence of symbols, got {example[0]!r}"
+                )
             if not isinstance(y, str):
                 raise ValueError(f"an output must be a state or symbol name (str), got {y!r}")
             examples.append((x, y))
@@ -815,10 +834,14 @@ class SynthesisTask:
         else:
             probs = tuple(self.probabilities)
             if len(probs) != len(examples):
-                raise ValueError(f"need one probability per example ({len(examples)}), got {len(probs)}")
+                raise ValueError(
+                    f"need one probability per example ({len(examples)}), got {len(probs)}"
+                )
             for p in probs:
                 if isinstance(p, bool) or not isinstance(p, Rational):
-                    raise ValueError(f"probabilities must be exact (int or fractions.Fraction), got {p!r}")
+                    raise ValueError(
+                        f"probabilities must be exact (int or fractions.Fraction), got {p!r}"
+                    )
             probs = tuple(Fraction(p) for p in probs)
             if any(p <= 0 for p in probs):
                 raise ValueError("probabilities must be positive; drop examples of probability 0")
@@ -842,7 +865,8 @@ class SynthesisTask:
             shape.check_input(x)
             if y not in labels:
                 raise ValueError(
-                    f"output {y!r} for input {''.join(x)!r} is not a possible {self.readout} {labels}"
+                    f"output {y!r} for input {''.join(x)!r} is not a possible "
+                    f"{self.readout} {labels}"
                 )
 
 
@@ -866,7 +890,7 @@ def output_probabilities(code: NoisyCode, task: SynthesisTask, T: int) -> tuple:
 
 
 def potential(code: NoisyCode, task: SynthesisTask, T: int):
-    """``K(w) = -sum_x q(x) log p(y(x) | x, w)`` (Clift-Murfet-Wallbridge section 3; theory.md §5).
+    """``K(w) = -sum_x q(x) log p(y(x) | x, w)`` (Clift et al. arXiv 2103.16080; theory.md §5).
 
     For a deterministic task the true conditional entropy is 0, so this is both the average
     negative log-likelihood ``L(w)`` and the KL divergence ``K(w)``. Float codes give a float
@@ -1136,7 +1160,7 @@ class VertexExpansion:
         return tuple((self.coordinates[i], self.coordinates[j]) for i, j in keys)
 
     def potential_sympy(self) -> sympy.Expr:
-        """``sum_i c_i e_i + sum_{i<=j} c_ij e_i e_j`` with the error coordinates as sympy symbols."""
+        """``sum_i c_i e_i + sum_{i<=j} c_ij e_i e_j``, error coordinates as sympy symbols."""
         e = [c.sympy_symbol for c in self.coordinates]
         total = sympy.Integer(0)
         for i, c in self.potential_first_order.items():
@@ -1211,7 +1235,7 @@ class VertexLearningCoefficient:
 def learning_coefficient_at_vertex(
     machine: TuringMachine, task: SynthesisTask, T: int, coordinates: str = "barycentric"
 ) -> VertexLearningCoefficient:
-    """Local learning coefficient of ``K`` at a classical machine solving ``task``, if linear terms settle it.
+    """Local learning coefficient of ``K`` at a machine solving ``task``, if linear terms settle it.
 
     Let ``R`` be the error coordinates with a positive first-order coefficient in ``K``
     (``vertex_expansion``; first-order coefficients at a zero of ``K`` are never negative since
@@ -1261,7 +1285,8 @@ def learning_coefficient_at_vertex(
         return VertexLearningCoefficient(
             value, 1, selected, coordinates,
             f"K is linear in {size} relevant error coordinates and vanishes identically on the "
-            f"face where they are zero; each contributes {1 if coordinates == 'barycentric' else '1/2'}",
+            f"face where they are zero; each contributes "
+            f"{1 if coordinates == 'barycentric' else '1/2'}",
         )
     witness = _find_witness(machine, broken, relevant_entries, T, task.readout, coords)
     return VertexLearningCoefficient(
@@ -1319,7 +1344,12 @@ def single_step_llc(num_inputs: int, num_states: int, nbeta):
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if num_states < 2:
         raise ValueError("num_states must be at least 2 (with one state K is identically 0)")
-    if isinstance(nbeta, bool) or not isinstance(nbeta, Real) or not nbeta > 0 or not math.isfinite(nbeta):
+    if (
+        isinstance(nbeta, bool)
+        or not isinstance(nbeta, Real)
+        or not nbeta > 0
+        or not math.isfinite(nbeta)
+    ):
         raise ValueError(f"nbeta must be a positive finite number, got {nbeta!r}")
     t = Fraction(nbeta) if isinstance(nbeta, Rational) else float(nbeta)
     a = t / int(num_inputs)
@@ -1347,7 +1377,7 @@ def all_strings(alphabet: Sequence[str], lengths: Iterable[int]) -> tuple[tuple[
 
 
 def detect_a_task(lengths: Iterable[int] = (1,)) -> SynthesisTask:
-    """Strings over ``{A, B}`` of the given lengths, equiprobable; output ``accept`` iff an A occurs.
+    """Strings over ``{A, B}`` of given lengths, equiprobable; output ``accept`` iff an A occurs.
 
     ``lengths=(1,)`` is the one-step task of theory.md §5 (inputs ``A`` and ``B``, ``T = 1``).
     """
@@ -1357,7 +1387,10 @@ def detect_a_task(lengths: Iterable[int] = (1,)) -> SynthesisTask:
 
 
 def parity_task(lengths: Iterable[int] = (2,)) -> SynthesisTask:
-    """Strings over ``{A, B}`` of the given lengths, equiprobable; output the parity of #A (``even``/``odd``)."""
+    """Strings over ``{A, B}`` of given lengths, equiprobable; output the parity of #A.
+
+    Outputs are the state names ``even`` and ``odd``.
+    """
     return SynthesisTask(
         tuple((x, "odd" if x.count("A") % 2 else "even") for x in all_strings(_LETTERS, lengths))
     )
@@ -1370,7 +1403,7 @@ def _with_sink(transitions: dict, state: str) -> dict:
 
 
 def detect_a(extra_state: bool = False) -> TuringMachine:
-    """detectA (Murfet-Troiani arXiv 2504.08075; theory.md §5): accept iff the scanned input has an A.
+    """detectA (Murfet-Troiani arXiv 2504.08075; theory.md §5): accept iff the input has an A.
 
     Symbols ``{_, A, B}``, states ``{reject, accept}``, start ``reject``. In ``reject`` it moves
     right over B's; reading A it moves to ``accept``, which is absorbing (every symbol is left
@@ -1412,7 +1445,7 @@ def detect_a_verify() -> TuringMachine:
 
 
 def detect_a_split_reject() -> TuringMachine:
-    """detectA with the "no A yet" information split over two states (for inputs of length <= 2, T = 2).
+    """detectA with "no A yet" split over two states (for inputs of length <= 2, T = 2).
 
     States ``{reject, accept, spare}``: a first B sends ``reject`` to ``spare`` (read it as
     "no A yet, one B seen"), which behaves like ``reject`` on the next square (A -> accept,
@@ -1433,7 +1466,7 @@ def detect_a_split_reject() -> TuringMachine:
 
 
 def parity(extra_state: bool = False) -> TuringMachine:
-    """Parity of the number of A's: states ``{even, odd}``, start ``even``, final state is the answer.
+    """Parity of the number of A's: states ``{even, odd}``, start ``even``; the final state answers.
 
     Reading A flips the state, reading B keeps it, both move right; on a blank it stays put.
     With ``extra_state`` a third, classically unreachable absorbing state ``spare`` is added.
@@ -1453,7 +1486,7 @@ def parity(extra_state: bool = False) -> TuringMachine:
 
 
 def parity_split_even() -> TuringMachine:
-    """Parity with the "even after a first B" information held in a separate state (length-2 inputs, T = 2).
+    """Parity with "even after a first B" held in a separate state (length-2 inputs, T = 2).
 
     States ``{even, odd, spare}``: a first B sends ``even`` to ``spare``, which behaves like
     ``even`` on the second square (A -> odd, B -> even). Same outputs as
@@ -1492,7 +1525,7 @@ class MachinePair:
 
 
 def machine_pairs() -> tuple[MachinePair, ...]:
-    """Pairs of machines computing the same function on a task, with different learning coefficients.
+    """Pairs of machines with the same function on a task and different learning coefficients.
 
     Murfet-Troiani (arXiv 2504.08075) point: the posterior distinguishes implementations, not
     only functions. Each pair's ``lambda`` (barycentric coordinates, uniform prior) is settled by
@@ -1530,6 +1563,7 @@ def machine_pairs() -> tuple[MachinePair, ...]:
         MachinePair(
             "parity: two states vs an extra unused state", parity(), parity(extra_state=True),
             parity_task((2,)), 2,
-            "an unreachable extra state adds a wrong-state direction to every used next-state simplex",
+            "an unreachable extra state adds a wrong-state direction to every used "
+            "next-state simplex",
         ),
     )
