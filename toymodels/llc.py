@@ -213,6 +213,8 @@ def estimate_llc(
     observables: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
     on_divergence: str = "raise",
     progress: bool = True,
+    chain_init: torch.Tensor | None = None,
+    num_threads: int | None = None,
 ) -> LLCResult:
     """Estimate the local learning coefficient at ``w*`` with SGLD chains run as one tensor.
 
@@ -245,6 +247,9 @@ def estimate_llc(
         on_divergence: ``"raise"`` (default) stops with an error naming the chains and the step;
             ``"drop"`` drops those chains and lists them in ``result.dropped_chains``.
         progress: show a tqdm progress bar.
+        chain_init: optional ``(num_chains, d)`` starting points (default: every chain at ``w*``).
+        num_threads: torch threads during sampling (default: 1 for a potential, torch's setting
+            for a network); see :func:`toymodels.run_sgld`.
     """
     objective = make_objective(target, init=init, data=data, loss_fn=loss_fn, batch_size=batch_size)
     if nbeta is None:
@@ -268,6 +273,8 @@ def estimate_llc(
         observables=observables,
         on_divergence=on_divergence,
         progress=progress,
+        chain_init=chain_init,
+        num_threads=num_threads,
     )
     return llc_from_trace(trace, nbeta_source=nbeta_source, batch_size=batch_size, seed=seed,
                           num_samples=objective.num_samples)

@@ -18,7 +18,7 @@ from torch.func import grad as func_grad
 from torch.func import vmap
 from tqdm.auto import tqdm
 
-from .objective import Objective
+from .objective import Objective, PotentialObjective
 from .sgld import SGLDHyperparameters, sgld_step
 
 __all__ = ["SamplingTrace", "DivergenceError", "run_sgld"]
@@ -95,6 +95,8 @@ def run_sgld(
     on_divergence: str = "raise",
     progress: bool = False,
     check_every: int = 50,
+    chain_init: torch.Tensor | None = None,
+    num_threads: int | None = None,
 ) -> SamplingTrace:
     """Run ``num_chains`` SGLD chains from ``objective.center`` and record every draw.
 
@@ -103,10 +105,40 @@ def run_sgld(
     takes ``num_burnin_steps + num_draws · num_steps_bw_draws`` steps. Burn-in draws are never
     recorded.
 
+    Chains start at ``w*`` unless ``chain_init`` (``(num_chains, d)``) gives other starting points,
+    e.g. for a prior that vanishes at ``w*`` or for over-dispersed starts (R-hat); the
+    localization centre and ``init_loss`` stay at ``w*``.
+
+    ``num_threads`` sets torch's intra-op threads for the run and restores them afterwards. The
+    default (``None``) uses one thread for a :class:`PotentialObjective`: its per-step tensors are
+    tiny, and splitting them over threads costs far more than it saves (measured: 0.2 ms against
+    20 ms per step for a 5-parameter quadratic with 2000 chains on a busy 2-core machine);
+    networks with data keep torch's setting.
+
     Divergence is checked between steps as a per-chain mask (no data-dependent branching inside
     the vectorised step): the first non-finite step of each chain is kept on the device and looked
     at every ``check_every`` steps and at the end.
     """
+    if num_threads is None and isinstance(objective, PotentialObjective):
+        num_threads = 1
+    if num_threads is not None:
+        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+            raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
+        previous = torch.get_num_threads()
+        torch.set_num_threads(num_threads)
+        try:
+            return _run_sgld(objective, hyper, num_chains, num_draws, num_burnin_steps,
+                             num_steps_bw_draws, seed, log_prior, mask, observables, on_divergence,
+                             progress, check_every, chain_init)
+        finally:
+            torch.set_num_threads(previous)
+    return _run_sgld(objective, hyper, num_chains, num_draws, num_burnin_steps, num_steps_bw_draws,
+                     seed, log_prior, mask, observables, on_divergence, progress, check_every,
+                     chain_init)
+
+
+def _run_sgld(objective, hyper, num_chains, num_draws, num_burnin_steps, num_steps_bw_draws, seed,
+              log_prior, mask, observables, on_divergence, progress, check_every, chain_init):
     _check_counts(num_chains=num_chains, num_draws=num_draws, num_burnin_steps=num_burnin_steps,
                   num_steps_bw_draws=num_steps_bw_draws)
     if on_divergence not in ON_DIVERGENCE:
@@ -130,7 +162,15 @@ def run_sgld(
     if not np.isfinite(init_loss):
         raise ValueError(f"the loss at init (w*) is not finite ({init_loss}); check the model and data")
 
-    params = center.expand(num_chains, d).clone()
+    if chain_init is None:
+        params = center.expand(num_chains, d).clone()
+    else:
+        params = torch.as_tensor(chain_init, dtype=dtype, device=device).clone()
+        if params.shape != (num_chains, d):
+            raise ValueError(f"chain_init must have shape (num_chains, d) = ({num_chains}, {d}), "
+                             f"got {tuple(params.shape)}")
+        if not torch.isfinite(params).all():
+            raise ValueError("chain_init contains non-finite values")
     total_steps = num_burnin_steps + num_draws * num_steps_bw_draws
     records = {k: torch.empty(num_draws, num_chains, dtype=dtype, device=device)
                for k in ("loss", "grad_norm", "distance", "drift_norm", "noise_norm")}
