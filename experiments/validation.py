@@ -56,10 +56,10 @@ _NC_CASES = [
     ("w^2", [1], None, 1000.0, 1.0, 1e-5, 2000, 1000, 2000, 1),
     ("w^4", [2], None, 1000.0, 1.0, 2e-4, 2000, 1000, 2000, 1),
     ("|w| w^2 (h=1)", [1], [1], 1000.0, 1.0, 1e-5, 2000, 1000, 2000, 1),
-    ("x^2 y^2 (m=2)", [1, 1], None, 100.0, 4.0, 1e-4, 2000, 3000, 1000, 3),
-    ("x^2 y^4", [1, 2], None, 1000.0, 1.0, 1e-4, 2000, 3000, 1000, 3),
-    ("x^4 y^4 (m=2)", [2, 2], None, 100.0, 4.0, 1e-4, 2000, 3000, 1000, 3),
-    ("|x| x^2 y^2 (h=(1,0))", [1, 1], [1, 0], 100.0, 4.0, 1e-4, 2000, 3000, 1000, 3),
+    ("x^2 y^2 (m=2)", [1, 1], None, 100.0, 4.0, 1e-4, 2000, 6000, 1000, 6),
+    ("x^2 y^4", [1, 2], None, 1000.0, 1.0, 1e-4, 2000, 9000, 1000, 9),
+    ("x^4 y^4 (m=2)", [2, 2], None, 100.0, 4.0, 3e-4, 2000, 6000, 1000, 6),
+    ("|x| x^2 y^2 (h=(1,0))", [1, 1], [1, 0], 100.0, 4.0, 1e-4, 2000, 6000, 1000, 6),
 ]
 
 
@@ -69,6 +69,7 @@ def _normal_crossing_case(name, k, h, nbeta, gamma, eps, chains, burn, draws, bw
     dim = potential.dim
     chains = max(2, int(chains * scale))
     draws = max(20, int(draws * scale))
+    burn = int(burn * min(1.0, scale))
     settings = dict(nbeta=nbeta, localization=gamma, step_size=eps, num_chains=chains,
                     num_burnin_steps=burn, num_draws=draws, num_steps_bw_draws=bw)
 
@@ -88,7 +89,7 @@ def _quadratic_case(scale=1.0):
     nbeta, gamma = 200.0, 5.0
     a = torch.diag(torch.tensor(eigenvalues, dtype=torch.float64))
     settings = dict(nbeta=nbeta, localization=gamma, step_size=2e-5,
-                    num_chains=max(2, int(1000 * scale)), num_burnin_steps=2000,
+                    num_chains=max(2, int(1000 * scale)), num_burnin_steps=int(2000 * min(1.0, scale)),
                     num_draws=max(20, int(1000 * scale)), num_steps_bw_draws=3)
 
     def run() -> LLCResult:

@@ -211,7 +211,7 @@ def _segments(bound: float, scale: float) -> list[tuple[float, float]]:
     decades of intervals resolve each scale.
     """
     top = bound if math.isfinite(bound) else max(1.0, 10 * scale)
-    edges = [top * 10.0 ** (-j) for j in range(0, 40)]
+    edges = [top * 10.0 ** (-j) for j in range(0, 24)]
     segs = [(edges[j + 1], edges[j]) for j in range(len(edges) - 1)]
     segs.append((0.0, edges[-1]))
     if not math.isfinite(bound):

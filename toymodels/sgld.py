@@ -139,9 +139,11 @@ def sgld_step(
         drift = drift * mask
         kick = kick * mask
     new_params = params - drift + kick
-    if loss is None:
+    finite = torch.isfinite(new_params).all(dim=-1)
+    if loss is None:  # not given: recorded as NaN, and not part of the finite flag
         loss = torch.full(params.shape[:1], float("nan"), dtype=params.dtype, device=params.device)
-    finite = torch.isfinite(new_params).all(dim=-1) & torch.isfinite(loss)
+    else:
+        finite = finite & torch.isfinite(loss)
     info = SGLDInfo(
         loss=loss,
         grad_norm=torch.linalg.vector_norm(grad, dim=-1),
