@@ -101,6 +101,12 @@ def test_names_of_vector_observables_and_baseline():
     np.testing.assert_allclose(result.chi[:, 0], expected, rtol=1e-12)
     chi, err = result.entry("M[1,2]", "s")
     assert chi == result.chi[5, 0] and err == result.mcse[5, 0]
+    sub = result.select(["M[1,2]", "M[0,0]"])
+    np.testing.assert_array_equal(sub.chi[:, 0], result.chi[[5, 0], 0])
+    assert sub.observable_names == ["M[1,2]", "M[0,0]"]
+    assert sub.combine([2.0]).chi[0, 0] == pytest.approx(2 * result.chi[5, 0], rel=1e-12)
+    with pytest.raises(ValueError, match="unknown observable"):
+        result.select(["M[9,9]"])
 
 
 def test_mcse_of_independent_draws_is_the_iid_standard_error():
@@ -114,6 +120,35 @@ def test_mcse_of_independent_draws_is_the_iid_standard_error():
     assert abs(result.mcse[0, 0] / iid - 1) < 0.1
     # and it is honest: the true covariance −0.3 lies within 3 MCSE
     assert abs(result.chi[0, 0] + 0.3) < Z_TOL * result.mcse[0, 0]
+
+
+def test_chunked_products_give_the_same_matrix(monkeypatch):
+    import toymodels.susceptibility as susceptibility_module
+
+    rng = np.random.default_rng(6)
+    trace = _synthetic_trace({"phi:a": rng.standard_normal((2, 16, 3)),
+                              "dL:b": rng.standard_normal((2, 16, 5))})
+    whole = susceptibilities_from_trace(trace)
+    monkeypatch.setattr(susceptibility_module, "_PRODUCT_CHUNK", 40)  # one column at a time
+    chunked = susceptibilities_from_trace(trace)
+    np.testing.assert_array_equal(whole.chi, chunked.chi)
+    np.testing.assert_array_equal(whole.mcse, chunked.mcse)
+
+
+def test_mcse_is_arviz_mcse_of_the_centred_product_series():
+    from arviz_stats.base import array_stats
+
+    rng = np.random.default_rng(4)
+    phi = np.cumsum(rng.standard_normal((3, 200, 2)), axis=1) * 0.1  # autocorrelated
+    dl = phi[..., :1] + rng.standard_normal((3, 200, 1))
+    result = susceptibilities_from_trace(_synthetic_trace({"phi:a": phi, "dL:b": dl}))
+    for a in range(2):
+        x, y = phi[..., a], dl[..., 0]
+        prod = (x - x.mean()) * (y - y.mean())
+        assert result.mcse[a, 0] == pytest.approx(
+            float(array_stats.mcse(prod, chain_axis=0, draw_axis=1, method="mean")), rel=1e-10)
+        assert result.ess[a, 0] == pytest.approx(
+            float(array_stats.ess(prod, chain_axis=0, draw_axis=1, method="mean")), rel=1e-10)
 
 
 def test_principal_components_of_a_rank_one_matrix():
@@ -409,3 +444,21 @@ def test_weight_restricted_llc_of_a_dln_layer_matches_direct_and_exact():
         assert abs(result.llc_mean - exact) < Z_TOL * result.mcse, (result.llc_mean, exact)
         assert result.mcse < 0.05 * exact
     assert abs(direct.llc_mean - restricted.llc_mean) < Z_TOL * math.hypot(direct.mcse, restricted.mcse)
+
+
+# ----------------------------------------------------------------------------- experiment
+
+
+def test_smoke_susceptibility_response(tmp_path):
+    from experiments.susceptibility_response import Config, main
+
+    figure = tmp_path / "response.png"
+    out = main(Config(quick=True, out_dir=str(tmp_path), figure=str(figure)))
+    assert figure.stat().st_size > 0
+    assert (tmp_path / "susceptibility_response.json").stat().st_size > 0
+    assert np.shape(out["jacobian"]) == (11, 12) == np.shape(out["jacobian_mcse"])
+    assert len(out["finite_difference_check"]) == 11
+    assert all(math.isfinite(row["z"]) for row in out["finite_difference_check"])
+    # the weakest response of the map is along the singular (normal) direction of the truth
+    assert out["weakest_direction_overlap_with_normal"] > 0.9
+    assert out["response_along_normal"] < 0.6

@@ -208,6 +208,28 @@ class SusceptibilityResult:
                            nbeta=self.nbeta, response_scale=self.response_scale, kind=self.kind,
                            llc=self.llc, keep_draws=True)
 
+    def select(self, observables: Sequence[str] | None = None,
+               perturbations: Sequence[str] | None = None) -> SusceptibilityResult:
+        """The sub-matrix of the named observables × perturbations (``None``: all), a new result."""
+        rows = (list(range(len(self.observable_names))) if observables is None else
+                [_index_of(n, self.observable_names, "observable") for n in observables])
+        cols = (list(range(len(self.perturbation_names))) if perturbations is None else
+                [_index_of(n, self.perturbation_names, "perturbation") for n in perturbations])
+        if not rows or not cols:
+            raise ValueError("select at least one observable and one perturbation")
+        out = SusceptibilityResult(**{k: v for k, v in self.__dict__.items()})
+        for key in ("chi", "mcse", "ess"):
+            setattr(out, key, getattr(self, key)[np.ix_(rows, cols)])
+        out.observable_names = [self.observable_names[i] for i in rows]
+        out.perturbation_names = [self.perturbation_names[j] for j in cols]
+        out.observable_means = self.observable_means[rows]
+        out.perturbation_means = self.perturbation_means[cols]
+        if self.observable_draws is not None:
+            out.observable_draws = self.observable_draws[rows]
+        if self.perturbation_draws is not None:
+            out.perturbation_draws = self.perturbation_draws[cols]
+        return out
+
     def table(self, max_rows: int = 20, max_cols: int = 8, jacobian: bool = False) -> str:
         """A text table of ``χ ± MCSE`` (or of the Jacobian) for printing."""
         values = self.jacobian if jacobian else self.chi
@@ -615,8 +637,11 @@ def _stack(recorded: Mapping[str, np.ndarray], keys: Sequence[str], prefix: str,
 
 def _mean_mcse_ess(series: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean, ESS-based MCSE and ESS of the mean of each ``(chains, draws)`` series in a
-    ``(k, chains, draws)`` stack (arviz-stats, vectorised over k). As
-    :func:`toymodels.chain_diagnostics`: a constant series has MCSE 0, fewer than 4 draws NaN."""
+    ``(k, chains, draws)`` stack. The ESS is arviz-stats' ``ess(method="mean")`` (split chains,
+    Geyer's initial monotone sequence) and the MCSE ``sd / sqrt(ESS)`` with ``sd`` at ddof = 1,
+    which is what arviz's ``mcse(method="mean")`` computes (one ESS evaluation instead of two).
+    As :func:`toymodels.chain_diagnostics`: a constant series has MCSE 0, fewer than 4 draws NaN.
+    """
     mean = series.mean(axis=(1, 2))
     k, _, draws = series.shape
     mcse = np.full(k, np.nan)
@@ -632,9 +657,16 @@ def _mean_mcse_ess(series: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
             # arviz-stats warns on few chains; the numbers are still the ones we report
             warnings.simplefilter("ignore")
             sub = series[varying]
-            mcse[varying] = array_stats.mcse(sub, chain_axis=-2, draw_axis=-1, method="mean")
             ess[varying] = array_stats.ess(sub, chain_axis=-2, draw_axis=-1, method="mean")
+            sd = sub.reshape(sub.shape[0], -1).std(axis=1, ddof=1)
+            mcse[varying] = sd / np.sqrt(ess[varying])
     return mean, mcse, ess
+
+
+# products of (observable, perturbation) series are formed this many numbers at a time, so that a
+# large response matrix (or per-sample influence over many samples) never holds all P·Q product
+# series in memory at once
+_PRODUCT_CHUNK = 2**22
 
 
 def _from_draws(obs: np.ndarray, pert: np.ndarray, obs_names, pert_names, *, nbeta,
@@ -645,12 +677,18 @@ def _from_draws(obs: np.ndarray, pert: np.ndarray, obs_names, pert_names, *, nbe
     pert_mean = pert.mean(axis=(1, 2))
     obs_c = obs - obs_mean[:, None, None]
     pert_c = pert - pert_mean[:, None, None]
-    # the centred product series of every (observable, perturbation) pair: (P·Q, chains, draws)
-    products = (obs_c[:, None] * pert_c[None, :]).reshape(num_obs * num_pert, chains, draws)
-    cov, mcse, ess = _mean_mcse_ess(products)
+    cov = np.empty((num_obs, num_pert))
+    mcse = np.empty((num_obs, num_pert))
+    ess = np.empty((num_obs, num_pert))
+    cols = max(1, _PRODUCT_CHUNK // (chains * draws))
+    for a in range(num_obs):
+        for lo in range(0, num_pert, cols):
+            hi = min(num_pert, lo + cols)
+            # the centred product series (φ_a − φ̄_a)(ΔL_b − ΔL̄_b), b in [lo, hi)
+            products = obs_c[a][None] * pert_c[lo:hi]
+            cov[a, lo:hi], mcse[a, lo:hi], ess[a, lo:hi] = _mean_mcse_ess(products)
     return SusceptibilityResult(
-        chi=-cov.reshape(num_obs, num_pert), mcse=mcse.reshape(num_obs, num_pert),
-        ess=ess.reshape(num_obs, num_pert), observable_names=list(obs_names),
+        chi=-cov, mcse=mcse, ess=ess, observable_names=list(obs_names),
         perturbation_names=list(pert_names), nbeta=float(nbeta),
         response_scale=float(response_scale), observable_means=obs_mean,
         perturbation_means=pert_mean, num_chains=chains, num_draws=draws, kind=kind, llc=llc,
