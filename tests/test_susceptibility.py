@@ -292,8 +292,11 @@ def test_bayesian_influence_equals_classical_influence_at_zero_localization():
     total = -((phi - phi.mean(axis=(1, 2), keepdims=True))
               * (loss_trace - loss_trace.mean())).mean(axis=(1, 2))
     np.testing.assert_allclose(result.chi.mean(axis=1), total, rtol=1e-9, atol=1e-14)
-    combined = result.combine(np.full(n, 1.0 / n), names=["L"])
+    combined = result.combine(np.full(n, 1.0 / n), names=["L"], response_scale=t)
     np.testing.assert_allclose(combined.chi[:, 0], total, rtol=1e-9, atol=1e-14)
+    # the response to tempering the whole loss, ∂_h E[φ] for L → (1 + h) L, is nβ χ(φ, L)
+    np.testing.assert_allclose(combined.jacobian[:, 0], t * total, rtol=1e-9, atol=1e-14)
+    assert combined.kind == "susceptibility"
 
 
 # ----------------------------------------------------------------------------- singular models
@@ -383,6 +386,31 @@ def test_module_functions_use_the_sampler_layout():
     assert per_sample(w).shape == (16,)
     with pytest.raises(ValueError, match="per-sample losses"):
         per_sample_loss_function(model, x, y, _half_mse)
+
+
+def test_network_path_influence_and_finite_difference_run_end_to_end():
+    """A network with data: per-sample influence of a restricted layer, whose contributions sum
+    to the susceptibility of the recorded loss, and the finite difference on the same network."""
+    model, x, y = _dln_2_2_2()
+    per_sample = per_sample_loss_function(model, x, y, lambda o, t: 0.5 * ((o - t) ** 2).sum(-1))
+    settings_ = dict(data=(x, y), loss_fn=_half_mse, step_size=1e-3, num_chains=8, num_draws=30,
+                     num_burnin_steps=10, restrict_to="1", progress=False, seed=2)
+    observables = {"out": lambda w: w[4:].sum()}
+    result = bayesian_influence(model, observables=observables, per_sample_losses=per_sample,
+                                **settings_)
+    assert result.chi.shape == (1, 16)
+    assert result.nbeta == pytest.approx(16 / math.log(16))  # n / log n from the data
+    loss_trace = result.llc.loss_trace
+    phi = result.observable_draws[0]
+    total = -np.mean((phi - phi.mean()) * (loss_trace - loss_trace.mean()))
+    assert result.chi.mean() == pytest.approx(total, rel=1e-9)
+    assert torch.equal(result.llc.trace.final_params[:, :4],
+                       model[0].weight.detach().reshape(1, -1).expand(8, 4))
+    fd = finite_difference_response(model, observables=observables,
+                                    perturbation=lambda w: per_sample(w)[0], delta=0.05,
+                                    **settings_)
+    assert fd.derivative.shape == (1,) and np.isfinite(fd.mcse).all()
+    assert fd.nbeta == result.nbeta
 
 
 def test_restriction_by_name_equals_restriction_by_mask_and_freezes_the_rest():

@@ -179,14 +179,16 @@ class SusceptibilityResult:
             perturbation_names=list(self.perturbation_names), centered=centered,
         )
 
-    def combine(self, weights, names: Sequence[str] | None = None) -> SusceptibilityResult:
+    def combine(self, weights, names: Sequence[str] | None = None, *,
+                response_scale: float | None = None) -> SusceptibilityResult:
         """Susceptibilities of the perturbations ``ΔL'_k = Σ_b weights[k, b] ΔL_b`` from the
         same draws (e.g. a data source ``ΔL = Σ_i a_i ℓ_i`` from per-sample losses).
 
         Covariance is linear, so ``chi' = chi @ weightsᵀ`` up to rounding; the MCSE is recomputed
-        from the combined series. The ``response_scale`` is kept: with per-sample losses
-        ``ℓ_i`` and ``ΔL = (1/n) Σ_i a_i ℓ_i``, pass ``weights = a / n`` and multiply by
-        ``n`` (or use ``jacobian · n``) for ``∂_h E[φ]``; see the module docstring.
+        from the combined series. ``response_scale`` of the new result defaults to this one's;
+        a data-source perturbation of the mean loss built from per-sample losses
+        (``ΔL = (1/n) Σ_i a_i ℓ_i``: ``weights = a / n``) responds with ``∂_h E[φ] = nβ χ'``,
+        so pass ``response_scale=result.nbeta`` there.
         """
         if self.perturbation_draws is None or self.observable_draws is None:
             raise ValueError("this result kept no draws; recompute it with keep_draws=True")
@@ -204,8 +206,12 @@ class SusceptibilityResult:
         if len(names) != w.shape[0]:
             raise ValueError(f"names must list {w.shape[0]} names, got {len(names)}")
         pert = np.tensordot(w, self.perturbation_draws, axes=(1, 0))
+        scale = self.response_scale if response_scale is None else float(response_scale)
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"response_scale must be a positive finite number, got {response_scale!r}")
         return _from_draws(self.observable_draws, pert, list(self.observable_names), names,
-                           nbeta=self.nbeta, response_scale=self.response_scale, kind=self.kind,
+                           nbeta=self.nbeta, response_scale=scale,
+                           kind="susceptibility" if response_scale is not None else self.kind,
                            llc=self.llc, keep_draws=True)
 
     def select(self, observables: Sequence[str] | None = None,
