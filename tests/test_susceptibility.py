@@ -490,3 +490,28 @@ def test_smoke_susceptibility_response(tmp_path):
     # the weakest response of the map is along the singular (normal) direction of the truth
     assert out["weakest_direction_overlap_with_normal"] > 0.9
     assert out["response_along_normal"] < 0.6
+
+
+def test_experiment_sources_are_loss_differences():
+    from experiments.susceptibility_response import (
+        make_loss, make_truth, source_deltas, source_names)
+
+    truth = make_truth(1)
+    loss = make_loss(truth)
+    assert torch.allclose(truth.B @ truth.A, truth.M) and float(loss(truth.w_star)) < 1e-28
+    assert torch.linalg.matrix_rank(truth.M) == 2
+    assert float(torch.linalg.norm(truth.M @ truth.normal.T)) < 1e-12  # N is normal to M*
+    w = truth.w_star + 0.3 * torch.randn(18, generator=torch.Generator().manual_seed(0), dtype=F64)
+    deltas = source_deltas(truth, shift=0.7)(w)
+    a, b = w[:9].reshape(3, 3), w[9:].reshape(3, 3)
+    diff = b @ a - truth.M
+    for k, name in enumerate(source_names()):
+        if name.startswith("x||e"):
+            axis = int(name[-1]) - 1  # x = √3 z e_axis: E½||Dx||² = (3/2)||D e_axis||²
+            expected = 1.5 * float((diff[:, axis] ** 2).sum()) - float(loss(w))
+        else:
+            i, j = int(name[-2]) - 1, int(name[-1]) - 1
+            shifted = diff.clone()
+            shifted[i, j] -= 0.7
+            expected = 0.5 * float((shifted**2).sum()) - float(loss(w))
+        assert float(deltas[k]) == pytest.approx(expected, rel=1e-12, abs=1e-14), name
