@@ -23,9 +23,11 @@ Estimator. Over all ``C`` chains × ``T`` draws (the same draws that give the LL
     χ̂ = −(1/(CT)) Σ_{c,t} (φ_ct − φ̄)(ΔL_ct − ΔL̄).
 
 Its Monte-Carlo standard error is the ESS-based MCSE of the mean of the centred product series
-``(φ − φ̄)(ΔL − ΔL̄)`` — arviz's ``mcse(method="mean")``, i.e. ``sd / sqrt(ESS)`` with the
-rank-free bulk ESS of Vehtari et al. (2021) — which accounts for autocorrelation within chains.
-Plugging in the sample means ``φ̄, ΔL̄`` changes the estimate by ``O(1/(CT))``, below the MCSE.
+``(φ − φ̄)(ΔL − ΔL̄)`` — arviz's ``mcse(method="mean")``, i.e. ``sd / sqrt(ESS)`` with the ESS
+of the mean (split chains, Geyer's initial monotone sequence; Vehtari et al. 2021, Bayesian
+Analysis 16(2)) — which accounts for autocorrelation within chains. Plugging in the sample means
+``φ̄, ΔL̄`` changes the estimate by ``O(1/(CT))``, below the MCSE; the MCSE leaves out the
+uncertainty of those means, a term of the same small order.
 """
 
 from __future__ import annotations
