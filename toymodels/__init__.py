@@ -8,9 +8,33 @@ from .llc import LLCResult, default_nbeta, estimate_llc, llc_from_trace
 from .objective import ModuleObjective, Objective, PotentialObjective, parameter_mask
 from .sampling import DivergenceError, SamplingTrace, run_sgld
 from .sgld import SGLDHyperparameters, SGLDInfo, sgld_hyperparameters_from_scales, sgld_step
+from .susceptibility import (
+    FiniteDifferenceResult,
+    PrincipalComponents,
+    SusceptibilityResult,
+    bayesian_influence,
+    component_llcs,
+    finite_difference_response,
+    module_loss_function,
+    per_sample_loss_function,
+    restricted_potential,
+    susceptibilities,
+    susceptibilities_from_trace,
+)
 
 __all__ = [
     "DivergenceError",
+    "FiniteDifferenceResult",
+    "PrincipalComponents",
+    "SusceptibilityResult",
+    "bayesian_influence",
+    "component_llcs",
+    "finite_difference_response",
+    "module_loss_function",
+    "per_sample_loss_function",
+    "restricted_potential",
+    "susceptibilities",
+    "susceptibilities_from_trace",
     "LLCResult",
     "ModuleObjective",
     "Objective",
