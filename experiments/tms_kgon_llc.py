@@ -171,6 +171,11 @@ def plot(rows: list[dict], path: str) -> None:
         ax.hlines(r["llc"], i - 0.35, i + 0.35, color="k", lw=2, label="λ = rank(H)/2" if i == 0 else None)
         ax.hlines(r["quadratic_target"], i - 0.35, i + 0.35, color="g", ls="--",
                   label="quadratic target at (nβ, γ) of ours" if i == 0 else None)
+    for r in rows:
+        if r["setting"] == "paper-like" and math.isfinite(r["discrete_quadratic_target"]):
+            i = x[r["point"]]
+            ax.hlines(r["discrete_quadratic_target"], i, i + 0.3, color="C3", ls=":",
+                      label="paper-like: its step-size bias (quadratic model)" if i == 0 else None)
     for setting, dx, color in (("ours", -0.1, "C0"), ("paper-like", 0.1, "C3")):
         sel = [r for r in rows if r["setting"] == setting]
         ax.errorbar([x[r["point"]] + dx for r in sel], [r["estimate"] for r in sel],
@@ -207,10 +212,11 @@ def main(cfg: Config) -> dict:
             rows.append(run_point(label, cfg, setting))
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     print(f"{'point':6s} {'setting':10s} {'l*':>7s} {'b*':>8s} {'L(w*)':>8s} {'λ':>5s} "
-          f"{'target':>7s} {'λ̂ ± MCSE':>16s} {'vs λ':>7s} {'escaped':>8s} {'sec':>5s}")
+          f"{'target':>7s} {'w/ ε bias':>9s} {'λ̂ ± MCSE':>16s} {'vs λ':>7s} {'escaped':>8s} {'sec':>5s}")
     for r in rows:
         print(f"{r['point']:6s} {r['setting']:10s} {r['l_star']:7.4f} {r['b_star']:8.4f} "
               f"{r['loss']:8.5f} {r['llc']:5.2f} {r['quadratic_target']:7.3f} "
+              f"{r['discrete_quadratic_target']:9.3f} "
               f"{r['estimate']:8.3f} ± {r['mcse']:5.3f} {100 * r['rel_error_vs_llc']:6.2f}% "
               f"{r['escaped']:3d}/{r['num_chains']:<4d} {r['seconds']:5.1f}")
         if r["escaped_to"]:

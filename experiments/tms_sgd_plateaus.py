@@ -7,7 +7,8 @@ of theory.tms.known_plateau_losses. Each recorded point is classified by its k-g
 one class for at least `min_plateau_epochs` is a plateau, whose median loss is compared with the
 exact level of that class. Along a few runs λ̂ is estimated every `llc_every` epochs with the
 paper's full-batch SGLD (ε = 1e-3, γ = 1, 500 steps, nβ = n/log n on the run's own training set),
-all checkpoints of all selected runs in one vectorised sampler (toymodels.tms.llc_at_points).
+all checkpoints of all selected runs in one vectorised sampler (toymodels.tms.llc_at_points), in
+float32 (rounding L ≈ 0.07 to float32 moves nβ(L − L*) by ~1e-6 at nβ ≈ 145).
 
 The starting 4-gon: columns 0..3 at the unit square (l = 1, b = 0), the two extra columns at
 W = 0, b = 0, then noise on every parameter; the noise's sign decides whether an extra column's
@@ -31,6 +32,7 @@ import tyro
 from theory.tms import flatten_params, kgon_critical_point, known_plateau_losses
 from toymodels.tms import (
     empirical_loss,
+    empirical_loss_gradient,
     kgon_labels,
     llc_at_points,
     population_loss,
@@ -61,7 +63,7 @@ class Config:
     """a class held this long is a plateau"""
     llc_trajectories: int = 4
     """runs along which λ̂ is estimated (the earliest to reach the 5-gon family)"""
-    llc_every: int = 100
+    llc_every: int = 150
     """epochs between λ̂ checkpoints"""
     llc_num_chains: int = 4
     """SGLD chains per checkpoint"""
@@ -84,14 +86,14 @@ class Config:
 def plateaus(labels: np.ndarray, losses: np.ndarray, min_len: int, skip: int) -> list[tuple[str, int, int, float]]:
     """Runs of one class of length ≥ ``min_len`` records: ``(label, start, end, median loss)``.
 
-    The first ``skip`` records of each run are left out of its median (the loss is still
-    settling right after a drop).
+    The first and last ``skip`` records of each run are left out of its median (the loss is
+    still settling right after a drop, and already leaving before the next one).
     """
     out, start = [], 0
     for i in range(1, len(labels) + 1):
         if i == len(labels) or labels[i] != labels[start]:
             if i - start >= min_len:
-                seg = losses[start + skip: i]
+                seg = losses[start + skip: i - skip]
                 out.append((str(labels[start]), start, i, float(np.median(seg))))
             start = i
     return out
@@ -133,13 +135,13 @@ def plot(res: dict, losses: np.ndarray, epochs: np.ndarray, path: str) -> None:
     plt.close(fig)
 
 
-def main(cfg: Config) -> dict:
+def _main(cfg: Config) -> dict:
     if cfg.quick:
         cfg.num_trajectories, cfg.num_samples, cfg.num_epochs = 6, 200, 40
+        cfg.llc_num_chains = 2
         cfg.min_plateau_epochs, cfg.llc_every, cfg.llc_trajectories = 20, 20, 2
         cfg.llc_num_steps = 50
     start, cpu_start = time.perf_counter(), time.process_time()
-    torch.set_num_threads(1)  # tiny tensors: one thread is much faster on a shared machine
     gen = torch.Generator().manual_seed(cfg.seed)
     R, c = cfg.num_trajectories, cfg.c
     data = sample_inputs(c, cfg.num_samples, shape=(R,), generator=gen)
@@ -180,19 +182,23 @@ def main(cfg: Config) -> dict:
     chosen = order[: cfg.llc_trajectories]
     step = max(1, cfg.llc_every // cfg.record_every)
     ck = np.arange(0, records.shape[0], step)
-    centers = records[ck][:, chosen]  # (K, S, d)
+    # float32 here: its rounding moves nβ(L − L*) by ~nβ·L·6e-8 ≈ 1e-6, and it saves a third
+    centers = records[ck][:, chosen].float()  # (K, S, d)
     K, S = centers.shape[:2]
-    x = data[chosen]  # (S, n, c)
+    x = data[chosen].float()  # (S, n, c)
     xs = x.unsqueeze(0).expand(K, S, -1, -1).reshape(K * S, 1, cfg.num_samples, c)
 
     def loss_fn(w):  # (K·S, chains, d) -> (K·S, chains): each checkpoint on its run's data
         return empirical_loss(w, xs)
 
+    def loss_and_grad_fn(w):
+        return empirical_loss_gradient(w, xs)
+
     nbeta = cfg.num_samples / math.log(cfg.num_samples)
     llc = llc_at_points(loss_fn, centers.reshape(K * S, -1), nbeta=nbeta,
                         step_size=cfg.llc_step_size, localization=cfg.llc_localization,
                         num_chains=cfg.llc_num_chains, num_draws=cfg.llc_num_steps,
-                        seed=cfg.seed)
+                        seed=cfg.seed, loss_and_grad_fn=loss_and_grad_fn)
     llc_mean = llc.llc_mean.reshape(K, S).T
     llc_mcse = llc.mcse.reshape(K, S).T
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
@@ -225,6 +231,17 @@ def main(cfg: Config) -> dict:
     (out / "tms_sgd_plateaus.json").write_text(json.dumps(res, indent=1))
     plot(res, losses, epochs, cfg.figure)
     return res
+
+
+def main(cfg: Config) -> dict:
+    """Run the experiment with one torch thread (tiny tensors: splitting them over threads costs
+    more than it saves on a shared machine), restoring the thread count afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _main(cfg)
+    finally:
+        torch.set_num_threads(previous)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ pair; 2/5: a pentagon).
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,7 +46,7 @@ class Config:
     lr: float = 1e-3
     """AdamW learning rate"""
     weight_decay: float = 0.01
-    """AdamW weight decay (torch's default, as in the paper's notebook)"""
+    """AdamW weight decay (torch's default)"""
     represented_norm: float = 0.5
     """a feature with ||W_i|| above this is represented"""
     quick: bool = False
@@ -98,11 +97,10 @@ def plot(res: dict, W: np.ndarray, path: str) -> None:
     plt.close(fig)
 
 
-def main(cfg: Config) -> dict:
+def _main(cfg: Config) -> dict:
     if cfg.quick:
         cfg.steps, cfg.batch_size, cfg.num_probabilities, cfg.num_seeds = 200, 256, 3, 2
     start, cpu_start = time.perf_counter(), time.process_time()
-    torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(cfg.seed)
     probs = np.geomspace(cfg.p_max, cfg.p_min, cfg.num_probabilities)
     per_instance = np.repeat(probs, cfg.num_seeds)  # instance = (probability, seed)
@@ -147,6 +145,17 @@ def main(cfg: Config) -> dict:
     (out / "tms_superposition.json").write_text(json.dumps(res, indent=1))
     plot(res, W.numpy(), cfg.figure)
     return res
+
+
+def main(cfg: Config) -> dict:
+    """Run the experiment with one torch thread (tiny tensors: splitting them over threads costs
+    more than it saves on a shared machine), restoring the thread count afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _main(cfg)
+    finally:
+        torch.set_num_threads(previous)
 
 
 if __name__ == "__main__":

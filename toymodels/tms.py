@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -148,16 +148,24 @@ def _loss_and_grad(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class _PopulationLoss(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, w):
-        loss, grad = _loss_and_grad(w)
-        ctx.save_for_backward(grad)
-        return loss
+    """``L`` with its closed-form gradient as the backward pass (vmap-able via the generated rule)."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def backward(ctx, grad_output):
+    def forward(w):
+        return _loss_and_grad(w)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, grad = output
+        ctx.mark_non_differentiable(grad)
+        ctx.save_for_backward(grad)
+
+    @staticmethod
+    def backward(ctx, grad_loss, _grad_grad):
         (grad,) = ctx.saved_tensors
-        return grad_output.unsqueeze(-1) * grad
+        return grad_loss.unsqueeze(-1) * grad
 
 
 def population_loss(w: torch.Tensor) -> torch.Tensor:
@@ -172,9 +180,7 @@ def population_loss(w: torch.Tensor) -> torch.Tensor:
     boundary it is one one-sided value. ``batched = True``: the sampler calls it on
     ``(num_chains, d)`` directly.
     """
-    if w.requires_grad and torch.is_grad_enabled():
-        return _PopulationLoss.apply(w)
-    return _loss_and_grad(w)[0]
+    return _PopulationLoss.apply(w)[0]
 
 
 def population_loss_and_grad(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -489,21 +495,29 @@ class PointLLC:
     escaped: np.ndarray
     hyper: SGLDHyperparameters
     seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 def llc_at_points(loss_fn: Callable[[torch.Tensor], torch.Tensor], centers: torch.Tensor, *,
                   nbeta: float, step_size: float, localization: float, num_chains: int,
                   num_draws: int, num_burnin_steps: int = 0, seed: int = 0,
-                  escape_fraction: float = 0.05) -> PointLLC:
+                  escape_fraction: float = 0.05,
+                  loss_and_grad_fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+                  ) -> PointLLC:
     """``λ̂(w*_p) = nβ (E[L] − L(w*_p))`` at every centre ``w*_p`` of ``centers (P, d)`` at once.
 
     ``loss_fn`` maps ``(P, C, d)`` to ``(P, C)``: row ``p`` is evaluated with point ``p``'s own
     loss (e.g. its trajectory's training set). The SGLD step is :func:`toymodels.sgld_step`
     (Lau et al. 2023, eq. 12) with each chain localized at its own centre; the chains of one
     point all start at it. MCSE per point from :func:`toymodels.chain_diagnostics`.
+    ``loss_and_grad_fn`` (optional) returns the loss and its gradient in closed form, e.g.
+    :func:`empirical_loss_gradient`, instead of autograd through ``loss_fn``.
     """
     hyper = SGLDHyperparameters(step_size=step_size, nbeta=nbeta, localization=localization)
+    if centers.dim() != 2:
+        raise ValueError(f"centers must be (P, d), one point per row; got {tuple(centers.shape)}")
+    if num_chains < 2 or num_draws < 4 or num_burnin_steps < 0:
+        raise ValueError("need num_chains >= 2, num_draws >= 4 and num_burnin_steps >= 0 "
+                         "(the MCSE needs several chains and draws)")
     P, d = centers.shape
     gen = torch.Generator().manual_seed(seed)
     center = centers.unsqueeze(1).expand(P, num_chains, d).reshape(P * num_chains, d)
@@ -513,10 +527,14 @@ def llc_at_points(loss_fn: Callable[[torch.Tensor], torch.Tensor], centers: torc
     trace = torch.empty(num_draws, P, num_chains, dtype=centers.dtype)
     start = time.perf_counter()
     for step in range(num_burnin_steps + num_draws):
-        with torch.enable_grad():
-            p = params.detach().requires_grad_(True)
-            loss = loss_fn(p.view(P, num_chains, d))
-            (grad,) = torch.autograd.grad(loss.sum(), p)
+        if loss_and_grad_fn is not None:
+            loss, grad = loss_and_grad_fn(params.view(P, num_chains, d))
+            grad = grad.reshape(P * num_chains, d)
+        else:
+            with torch.enable_grad():
+                p = params.detach().requires_grad_(True)
+                loss = loss_fn(p.view(P, num_chains, d))
+                (grad,) = torch.autograd.grad(loss.sum(), p)
         if step >= num_burnin_steps:
             trace[step - num_burnin_steps] = loss.detach()
         noise = torch.randn(params.shape, generator=gen, dtype=params.dtype)
@@ -736,7 +754,7 @@ class ElhageTMS(nn.Module):
         if imp.shape != (num_features,):
             raise ValueError(f"importance must have shape ({num_features},); got {tuple(imp.shape)}")
         instances = p.numel()
-        std = math.sqrt(2.0 / (num_features + num_hidden))  # Xavier normal for an (m, n) matrix
+        std = math.sqrt(2.0 / (num_features + num_hidden))  # Xavier normal of one (m, n) matrix
         W = torch.randn(instances, num_hidden, num_features, generator=generator, dtype=dtype) * std
         self.W = nn.Parameter(W)
         self.b = nn.Parameter(torch.zeros(instances, num_features, dtype=dtype))
