@@ -1,4 +1,4 @@
-"""Chen et al. 2023 (arXiv:2310.06301), the LLC table of the TMS critical points: λ̂ at the 5-gon, 5⁺ and 6-gon (c = 6) against λ = rank(H)/2.
+"""Chen et al. 2023 (arXiv:2310.06301), the LLC estimates at the k-gon critical points of the TMS: λ̂ at the 5-gon, 5⁺ and 6-gon (c = 6) against λ = rank(H)/2.
 
 Each point is a Morse–Bott minimum of the exact population loss (theory/tms.py), so λ = rank/2
 and, at inverse temperature t = nβ with localization γ, the quadratic part of the loss gives the
