@@ -12,6 +12,7 @@ Cases register themselves in :data:`CASE_GROUPS`; later topics add theirs.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import time
@@ -109,9 +110,19 @@ def _foundation_cases(scale: float) -> list[ValidationCase]:
     return cases
 
 
+def _topic(name: str) -> Callable[[float], list[ValidationCase]]:
+    """Cases of ``experiments/validate_<name>.py``, imported when asked for (they import this module)."""
+
+    def load(scale: float) -> list[ValidationCase]:
+        return importlib.import_module(f"experiments.validate_{name}").cases(scale)
+
+    return load
+
+
 #: name -> function(scale) returning cases; topics add their groups here.
 CASE_GROUPS: dict[str, Callable[[float], list[ValidationCase]]] = {
     "foundation": _foundation_cases,
+    "tms": _topic("tms"),
 }
 
 
