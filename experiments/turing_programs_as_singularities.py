@@ -1,4 +1,8 @@
-"""Murfet & Troiani, "Programs as singularities" (arXiv 2504.08075): same-function Turing machines at singularities of different lambda, measured by SGLD against the exact expansion.
+"""Programs as singularities (Murfet & Troiani, arXiv 2504.08075): same function, different lambda.
+
+The paper's claim (abstract and its detectA analysis) that two Turing machines computing the
+same function can sit at singularities of different geometry, so that the Bayesian posterior
+distinguishes them, measured here with SGLD against the exact expansion of theory.turing.
 
 Two parts (theory.md section 5; toymodels.turing for the sampler's coordinates):
 
@@ -47,7 +51,6 @@ import torch
 import tyro
 
 from theory.turing import (
-    MachinePair,
     SynthesisTask,
     TuringMachine,
     detect_a,
@@ -86,13 +89,14 @@ class Config:
     """nbeta grid for part (a), increasing (chains anneal along it)"""
     single_step_chains: int = 500
     """SGLD chains in part (a)"""
-    single_step_draws: int = 1500
+    single_step_draws: int = 2000
     """draws per chain at each nbeta of part (a)"""
-    single_step_burnin: int = 500
-    """burn-in steps at each nbeta of part (a) (covers the transient of a jump by about 3)"""
-    single_step_step_size: float = 0.1
+    single_step_burnin: int = 800
+    """burn-in steps at each nbeta of part (a) (40 units of SGLD time: the transient of a jump
+    by about 3 in nbeta relaxes in about 4)"""
+    single_step_step_size: float = 0.05
     """SGLD step size in part (a) (log coordinates: one value serves every nbeta; measured bias
-    at nbeta = 10: +0.6% at 0.1, +1.8% at 0.2, none visible at 0.05)"""
+    at nbeta = 10 and 30: +1.8% and +1.3% at 0.2, +0.6% and +0.4% at 0.1, none visible at 0.05)"""
 
     # (b) pairs of machines with the same function
     pair_nbetas: tuple[float, ...] = (1e3, 1e4, 1e5)
@@ -106,17 +110,18 @@ class Config:
     (each relevant coordinate gives 1 to lambda), 0.5 the squared one (each gives 1/2)"""
     pair_chains: int = 100
     """SGLD chains per machine in part (b)"""
-    pair_draws: int = 800
+    pair_draws: int = 600
     """draws per chain at each nbeta of part (b)"""
-    pair_burnin: int = 400
-    """burn-in steps at each nbeta of part (b) (a jump by 10 in nbeta; alpha = 1)"""
+    pair_burnin: int = 300
+    """burn-in steps at each nbeta of part (b) (30 units of SGLD time after a jump by 10 in
+    nbeta; with alpha = 1 on the errors the transient relaxes in a few times 4 units)"""
     pair_step_size: float = 0.1
     """SGLD step size in part (b) (the prior's curvature grows with alpha_c)"""
     ladder_start: float = 1.0
     """first rung of the annealing ladders (by factors of 10 up to the first nbeta of a grid)"""
     ladder_step_size: float = 0.2
     """SGLD step size on the ladder (a starting point needs stability, not exactness)"""
-    ladder_steps_per_rung: int = 300
+    ladder_steps_per_rung: int = 200
     """SGLD steps at each rung of the ladder"""
     free_energy_ns: tuple[int, ...] = (100, 1000, 10000)
     """sample sizes n at which the free-energy difference and posterior odds are reported"""
@@ -259,6 +264,8 @@ def run_pairs(cfg: Config) -> list[dict]:
         entry = dict(pair=pair.name, description=pair.description, T=pair.T,
                      convention=_CONVENTIONS[cfg.error_concentration],
                      same_parameter_space=pair.same_parameter_space, machines=[])
+        prefix, _, versus = pair.name.partition(": ")
+        labels = [f"{prefix}: {part}" for part in versus.split(" vs ")]
         for which, machine in enumerate((pair.first, pair.second)):
             exact = learning_coefficient_at_vertex(machine, pair.task, pair.T,
                                                    _CONVENTIONS[cfg.error_concentration])
@@ -281,7 +288,8 @@ def run_pairs(cfg: Config) -> list[dict]:
                                for b, r in zip(cfg.pair_nbetas, results)],
                 )
             entry["machines"].append(dict(
-                states=list(machine.states), learning_coefficient=str(exact.learning_coefficient),
+                machine=labels[which], states=list(machine.states),
+                learning_coefficient=str(exact.learning_coefficient),
                 lambda_exact=float(exact.learning_coefficient),
                 relevant=[c.name for c in exact.relevant_coordinates], **cache[key],
             ))
@@ -323,7 +331,7 @@ def print_tables(single: list[dict], pairs: list[dict]) -> None:
         for m in p["machines"]:
             ests = "  ".join(f"t={e['nbeta']:.0e}: {e['estimate']:.3f}±{e['mcse']:.3f}"
                              for e in m["estimates"])
-            print(f"    {len(m['states'])} states, d = {m['dimension']:2d}: lambda = "
+            print(f"    {m['machine']:42s} d = {m['dimension']:2d}: lambda = "
                   f"{m['learning_coefficient']:>3s} | {ests}")
         print(f"    lambda_1 - lambda_2: exact {p['lambda_difference_exact']:+.0f}, estimated "
               f"{p['lambda_difference_estimate']:+.3f} ± {p['lambda_difference_mcse']:.3f} "
@@ -373,7 +381,7 @@ def plot(single: list[dict], pairs: list[dict], path: Path) -> None:
 
     ax = axes[2]
     for i, p in enumerate(pairs):
-        ns = [f["n"] for f in p["free_energy"]]
+        ns = [f["n"] * 1.06 ** (i - 1.5) for f in p["free_energy"]]  # offset to separate pairs
         ax.plot(ns, [f["delta_F_exact"] for f in p["free_energy"]], ":",
                 color=colors[i % len(colors)])
         ax.errorbar(ns, [f["delta_F_estimate"] for f in p["free_energy"]],

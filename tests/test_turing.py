@@ -21,7 +21,6 @@ from theory.turing import (
     code_from_flat,
     detect_a,
     detect_a_task,
-    learning_coefficient_at_vertex,
     machine_pairs,
     parity,
     parity_task,

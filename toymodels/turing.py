@@ -64,8 +64,10 @@ chain overshoots; the Gaussian on ``ell`` has curvature 1.)
 the posterior of each relevant ``log p_i`` is a log-Gamma law shifted by ``-log t``, of width
 O(1) at every ``t``. One step size therefore serves every ``nbeta`` (in squared coordinates the
 width shrinks like ``t^{-1/2}`` and the step must shrink with it). The forces are bounded in
-equilibrium: ``log P_x`` is a log-sum-exp of linear functions of the ``log p``, the prior's
-curvature is at most ``sum alpha / 4 + 1`` per simplex. Only the transient is stiff: a chain
+equilibrium: ``log P_x`` is a log-sum-exp of linear functions of the ``log p``, whose gradients
+``e_i - p`` are bounded, and the prior's curvature on a simplex is at most
+``(sum alpha + |ell|) / 2 + 1`` (the covariance ``diag(p) - p p^T`` of a categorical law has
+norm at most 1/2). Only the transient is stiff: a chain
 started far from the vertex at large ``t`` feels a force up to ``t max_x q_x * degree``; start
 it from a lower ``t`` (an annealing ladder) or near the vertex.
 
@@ -114,7 +116,8 @@ class NoisyCodePotential:
         monomial_example: ``(M,)`` the example ``x`` (``0..X-1``) each monomial belongs to.
         example_weights: ``(X,)`` input probabilities ``q_x > 0``, summing to 1.
         concentration: Dirichlet parameters ``alpha_i > 0``: a number for all entries or an
-            ``(E,)`` array (see ``dirichlet_concentration`` for the vertex-localised choice).
+            ``(E,)`` array (e.g. ``alpha_c`` on a machine's classical entries and 1 elsewhere, to
+            localise at that machine; module docstring).
         dtype: float dtype of the internal tensors (float64 by default: ``K`` at a vertex is
             ``lambda / t``, and ``1 - P_x`` must not drown in rounding).
 
@@ -367,7 +370,8 @@ def annealed_chain_init(
         raise ValueError(
             f"need nbeta > 0, start_nbeta > 0 and ratio > 1; got {nbeta}, {start_nbeta}, {ratio}"
         )
-    if isinstance(steps_per_rung, bool) or not isinstance(steps_per_rung, int) or steps_per_rung < 1:
+    if (isinstance(steps_per_rung, bool) or not isinstance(steps_per_rung, int)
+            or steps_per_rung < 1):
         raise ValueError(f"steps_per_rung must be a positive integer, got {steps_per_rung!r}")
     rungs = []
     rung = float(start_nbeta)
