@@ -26,8 +26,8 @@ written so that its pushforward is exactly ``Dirichlet(alpha)`` on every simplex
 ``alpha = 1`` everywhere and there is no localisation, which is the setting of the exact oracle.
 In (b) the two machines of a pair may share one parameter space and one ``K``; the estimate at
 a vertex needs a neighbourhood, and it is made by the prior: ``alpha_c =
-classical_concentration`` on the machine's own (classical) entries and ``alpha = 1`` on every
-error entry. The local exponents are unchanged (``p_c^{alpha_c - 1}`` is smooth and positive at
+classical_concentration`` on the machine's own (classical) entries and ``alpha_e =
+error_concentration`` (1 by default) on every error entry. The local exponents are unchanged (``p_c^{alpha_c - 1}`` is smooth and positive at
 the vertex), so ``lambda-hat -> lambda`` as ``nbeta`` grows, from below at a rate
 ``O(alpha_c / (nbeta q))`` (``q`` the smallest input probability), which is why (b) runs at
 large ``nbeta``; log coordinates make large ``nbeta`` cost nothing extra. Chains reach each
@@ -333,7 +333,7 @@ def print_tables(single: list[dict], pairs: list[dict]) -> None:
                              for e in m["estimates"])
             print(f"    {m['machine']:42s} d = {m['dimension']:2d}: lambda = "
                   f"{m['learning_coefficient']:>3s} | {ests}")
-        print(f"    lambda_1 - lambda_2: exact {p['lambda_difference_exact']:+.0f}, estimated "
+        print(f"    lambda_1 - lambda_2: exact {p['lambda_difference_exact']:+g}, estimated "
               f"{p['lambda_difference_estimate']:+.3f} ± {p['lambda_difference_mcse']:.3f} "
               f"(|z| = {p['difference_z']:.1f})")
         for f in p["free_energy"]:

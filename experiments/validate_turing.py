@@ -34,11 +34,11 @@ __all__ = ["cases"]
 
 # name, extra state, nbeta, classical alpha, error alpha, chains, burn-in, draws
 _CASES = [
-    ("uniform prior, 2 states", False, 1000, 1, 1, 400, 600, 1000),
-    ("uniform prior, 3 states", True, 100, 1, 1, 400, 600, 1000),
-    ("localised alpha_c = 10", False, 1000, 10, 1, 400, 600, 1000),
+    ("uniform |Q|=2", False, 1000, 1, 1, 400, 600, 1000),
+    ("uniform |Q|=3", True, 100, 1, 1, 400, 600, 1000),
+    ("localised a_c=10", False, 1000, 10, 1, 400, 600, 1000),
     # relative spread of tK is sqrt(1/lambda) and the tails mix 4x slower: more chains and draws
-    ("squared coords alpha_e = 1/2", False, 1000, 1, Fraction(1, 2), 800, 1000, 3000),
+    ("squared a_e=1/2", False, 1000, 1, Fraction(1, 2), 800, 1000, 3000),
 ]
 _STEP_SIZE = 0.1
 _LADDER_STEP_SIZE = 0.2
@@ -73,7 +73,7 @@ def _case(name, extra_state, nbeta, alpha_c, alpha_e, chains, burnin, draws, sca
             return float(single_step_llc(2, num_states, nbeta))
         return float(single_step_llc_dirichlet(2, num_states, nbeta, alpha_c, alpha_e))
 
-    return ValidationCase(name=f"turing detectA 1-step, {name}", group="turing", llc=lam,
+    return ValidationCase(name=f"detectA 1-step {name}", group="turing", llc=lam,
                           multiplicity=1, target=target, run=run, settings=settings)
 
 
