@@ -43,6 +43,7 @@ from theory.turing import (
     potential,
     run,
     single_step_llc,
+    single_step_llc_dirichlet,
     squared_to_barycentric,
     tape_length,
     uniform_code,
@@ -648,3 +649,96 @@ def test_code_and_task_validation():
         single_step_llc(2, 1, 1)
     with pytest.raises(ValueError, match="nbeta"):
         single_step_llc(2, 2, -1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# finite-temperature oracle under a Dirichlet prior (localised, or squared coordinates)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("num_inputs, num_states", [(1, 2), (2, 2), (2, 3), (3, 4)])
+@pytest.mark.parametrize("t", [Fraction(1, 3), 5, Fraction(73, 2), 1000])
+def test_dirichlet_oracle_with_unit_concentrations_is_the_uniform_oracle(num_inputs, num_states, t):
+    value = single_step_llc_dirichlet(num_inputs, num_states, t)
+    assert isinstance(value, Fraction)
+    assert value == single_step_llc(num_inputs, num_states, t)
+
+
+@pytest.mark.parametrize(
+    "alpha_c, alpha_e", [(1, Fraction(1, 2)), (5, 1), (3, Fraction(1, 2)), (Fraction(5, 2), 2)]
+)
+@pytest.mark.parametrize("t", [0.5, 4.0, 60.0])
+def test_dirichlet_oracle_two_states_against_quadrature(alpha_c, alpha_e, t):
+    """One input, two states: v = P(correct state), prior density v^(a_c-1) (1-v)^(a_e-1)."""
+    a_c, a_e = float(alpha_c), float(alpha_e)
+
+    def weight(v):  # tempered posterior, unnormalised, in u = 1 - v (the error probability)
+        return (1 - v) ** t * (1 - v) ** (a_c - 1) * v ** (a_e - 1)
+
+    # substitute v = w^2 so that the v^(-1/2) endpoint singularity becomes smooth
+    def in_w(f):
+        return lambda w: f(w * w) * 2 * w
+
+    norm, _ = integrate.quad(in_w(weight), 0, 1, epsabs=0, epsrel=1e-12, limit=200)
+    mean, _ = integrate.quad(in_w(lambda v: -math.log1p(-v) * weight(v)), 0, 1, epsabs=0,
+                             epsrel=1e-12, limit=200)
+    expected = t * mean / norm
+    assert single_step_llc_dirichlet(1, 2, t, alpha_c, alpha_e) == pytest.approx(expected,
+                                                                                 rel=1e-9)
+
+
+def test_dirichlet_oracle_three_states_squared_convention_against_2d_quadrature():
+    """|Q| = 3, alpha_e = 1/2: substitute e_i = u_i^2 (Dirichlet(1/2) is uniform on the sphere),
+    so the prior is flat in (u_1, u_2) on the quarter disc and K = -log(1 - u_1^2 - u_2^2)."""
+    t, alpha_c = 7.0, 2.0
+
+    def weight(u1, u2):
+        v = 1 - u1 * u1 - u2 * u2
+        return v ** (t + alpha_c - 1) if v > 0 else 0.0
+
+    def upper(u1):
+        return math.sqrt(max(1 - u1 * u1, 0.0))
+
+    norm, _ = integrate.dblquad(lambda u2, u1: weight(u1, u2), 0, 1, 0, upper, epsrel=1e-11)
+    mean, _ = integrate.dblquad(
+        lambda u2, u1: -math.log(max(1 - u1 * u1 - u2 * u2, 1e-300)) * weight(u1, u2),
+        0, 1, 0, upper, epsrel=1e-11,
+    )
+    value = single_step_llc_dirichlet(1, 3, Fraction(7), 2, Fraction(1, 2))
+    assert value == Fraction(7, 9)  # b = 1 and N = 1: t / (t + alpha_c), exactly
+    assert float(value) == pytest.approx(t * mean / norm, rel=1e-8)
+
+
+@pytest.mark.parametrize("alpha_c, alpha_e", [(1, Fraction(1, 2)), (10, 1), (4, Fraction(3, 2))])
+def test_dirichlet_oracle_tends_to_the_learning_coefficient(alpha_c, alpha_e):
+    for num_inputs, num_states in ((2, 2), (2, 3)):
+        lam = num_inputs * (num_states - 1) * float(alpha_e)
+        values = [single_step_llc_dirichlet(num_inputs, num_states, t, alpha_c, alpha_e)
+                  for t in (1e2, 1e4, 1e8)]
+        assert values[0] < values[1] < values[2] < lam  # increases to lambda from below
+        assert lam - values[2] < 1e-5 * (1 + alpha_c) * num_inputs * num_states
+    # the squared-coordinate limit is half the barycentric one (theory.md §5)
+    bary = learning_coefficient_at_vertex(detect_a(), detect_a_task(), 1, "barycentric")
+    sq = learning_coefficient_at_vertex(detect_a(), detect_a_task(), 1, "squared")
+    assert sq.learning_coefficient == bary.learning_coefficient / 2 == 1
+    assert single_step_llc_dirichlet(2, 2, 1e9, 1, 0.5) == pytest.approx(1.0, abs=1e-8)
+
+
+def test_dirichlet_oracle_localisation_lowers_the_value_like_a_shift_of_t():
+    t = Fraction(100)
+    # b = 1: t / (t/N + alpha_c), i.e. t/N -> t/N + alpha_c - 1 in the uniform formula
+    assert single_step_llc_dirichlet(2, 2, t, 11) == t / (t / 2 + 11)
+    assert single_step_llc_dirichlet(2, 2, t, 11) < single_step_llc(2, 2, t)
+
+
+def test_dirichlet_oracle_input_validation():
+    with pytest.raises(ValueError, match="num_states"):
+        single_step_llc_dirichlet(2, 1, 10)
+    with pytest.raises(ValueError, match="classical_concentration"):
+        single_step_llc_dirichlet(2, 2, 10, 0)
+    with pytest.raises(ValueError, match="error_concentration"):
+        single_step_llc_dirichlet(2, 2, 10, 1, -1)
+    with pytest.raises(ValueError, match="nbeta"):
+        single_step_llc_dirichlet(2, 2, math.inf)
+    assert isinstance(single_step_llc_dirichlet(2, 2, 10.0, 2, 1), float)
+    assert isinstance(single_step_llc_dirichlet(2, 2, 10, 2, 0.5), float)

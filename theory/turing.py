@@ -128,6 +128,7 @@ __all__ = [
     "potential",
     "run",
     "single_step_llc",
+    "single_step_llc_dirichlet",
     "squared_to_barycentric",
     "tape_length",
     "uniform_code",
@@ -1567,3 +1568,73 @@ def machine_pairs() -> tuple[MachinePair, ...]:
             "next-state simplex",
         ),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Finite-temperature oracle for one-step tasks under a Dirichlet prior (localised or squared)
+# --------------------------------------------------------------------------------------------
+
+
+def single_step_llc_dirichlet(
+    num_inputs: int, num_states: int, nbeta, classical_concentration=1, error_concentration=1
+):
+    """Exact ``t E[K]`` for the one-step task of ``single_step_llc`` under a Dirichlet prior.
+
+    Same setting as ``single_step_llc`` (``N`` equiprobable one-symbol inputs, each read by its
+    own transition, ``T = 1``, final-state readout, ``K = -(1/N) sum_i log v_i`` with ``v_i`` the
+    probability of the correct next state), but each next-state simplex has the prior
+    ``Dirichlet(alpha_c, alpha_e, ..., alpha_e)``: ``alpha_c`` (``classical_concentration``) on
+    the correct state, ``alpha_e`` (``error_concentration``) on each of the ``|Q| - 1`` others.
+
+    Derivation: by the aggregation property of the Dirichlet law the prior marginal of ``v_i`` is
+    ``Beta(alpha_c, b)`` with ``b = (|Q| - 1) alpha_e``, the ``N`` simplices are independent, and
+    ``exp(-t K)`` multiplies the density by ``v_i^{t/N}``, so under the tempered posterior
+    ``v_i ~ Beta(alpha_c + t/N, b)``; with ``E[-log v] = psi(a + b) - psi(a)`` for ``Beta(a, b)``
+
+        t E[K] = t [psi(t/N + alpha_c + b) - psi(t/N + alpha_c)]
+               = t sum_{k=0}^{b-1} 1 / (t/N + alpha_c + k)      (b a positive integer),
+
+    which tends to ``lambda = N (|Q| - 1) alpha_e`` as ``t -> infinity`` (a linear potential on an
+    orthant with prior exponent ``h = alpha_e - 1`` per relevant coordinate, theory.md §2).
+
+    ``alpha_c = alpha_e = 1`` is ``single_step_llc``. ``alpha_e = 1/2`` is the squared-coordinate
+    convention (``Dirichlet(1/2, ...)`` is the uniform law on the sphere ``p = u^2/|u|^2``), with
+    ``lambda`` halved. ``alpha_c > 1`` localises the prior at the vertex without changing
+    ``lambda`` (the factor ``v^{alpha_c - 1}`` is smooth and positive at ``v = 1``); at finite
+    ``t`` it acts like ``t/N -> t/N + alpha_c - 1`` and pulls the value down. When ``b`` is an
+    integer the finite sum is used: exact (``Fraction``) when ``nbeta`` and both concentrations
+    are ``int``/``Fraction``, float otherwise; a non-integer ``b`` gives a float from digamma
+    values at 40 digits (mpmath), since ``psi(a + b) - psi(a)`` cancels in float64.
+    """
+    for value, name in ((num_inputs, "num_inputs"), (num_states, "num_states")):
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if num_states < 2:
+        raise ValueError("num_states must be at least 2 (with one state K is identically 0)")
+    values = {}
+    for value, name in ((nbeta, "nbeta"), (classical_concentration, "classical_concentration"),
+                        (error_concentration, "error_concentration")):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, Real)
+            or not value > 0
+            or not math.isfinite(value)
+        ):
+            raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        values[name] = Fraction(value) if isinstance(value, Rational) else float(value)
+    t = values["nbeta"]
+    a = t / int(num_inputs) + values["classical_concentration"]
+    b = (int(num_states) - 1) * values["error_concentration"]
+    if float(b).is_integer():  # a finite sum: exact for exact inputs, float otherwise
+        return t * sum(1 / (a + k) for k in range(int(b)))
+    # psi(a + b) - psi(a) ~ b / a cancels catastrophically in float64 for large a: use mpmath
+    # (a sympy dependency) at 40 digits
+    import mpmath
+
+    def mp(value):
+        if isinstance(value, Fraction):
+            return mpmath.mpf(value.numerator) / value.denominator
+        return mpmath.mpf(float(value))
+
+    with mpmath.workdps(40):
+        return float(mp(t) * (mpmath.digamma(mp(a) + mp(b)) - mpmath.digamma(mp(a))))
