@@ -123,6 +123,7 @@ def _topic(name: str) -> Callable[[float], list[ValidationCase]]:
 CASE_GROUPS: dict[str, Callable[[float], list[ValidationCase]]] = {
     "foundation": _foundation_cases,
     "tms": _topic("tms"),
+    "turing": _topic("turing"),
 }
 
 
