@@ -480,10 +480,10 @@ def _figure(rows: list[dict], path: Path) -> None:
     for ax, problem, title in zip(axes, ("a", "b"), ("(a) 4→3→4 linear network, n = 1000",
                                                      "(b) 18-parameter normal crossing")):
         sub = [r for r in rows if r["problem"] == problem]
-        for key, label in METHODS:
+        for (key, label), color in zip(METHODS, ("C0", "C1", "C2", "C3")):
             points = [(r["chains"], r[key]["rate"]) for r in sub if key in r]
             if points:
-                ax.plot(*zip(*points), marker="o", label=label)
+                ax.plot(*zip(*points), marker="o", color=color, label=label)
         if problem == "a":
             ax.axhline(TARGET_CHAIN_STEPS_PER_SECOND, color="k", ls="--", lw=1, label="target")
         ax.set_xscale("log")
