@@ -12,16 +12,38 @@ Two ways in, one interface (``Objective``):
 Both are lifted to ``(num_chains, d)`` parameters with ``torch.func.vmap``; the per-chain
 gradients come from one reverse pass through the sum of the chains' losses (chains do not interact,
 so ``∂(Σ_c L_c)/∂w_c = ∇L_c(w_c)``), which is cheaper than ``vmap(grad(·))`` on CPU.
+
+A network's loss and gradient can also be *compiled* (see :class:`ModuleObjective` and
+:class:`CompiledLossAndGrad`): the same vmapped loss and its gradient, traced once to a graph of
+aten operations and compiled by TorchInductor into fused C++ loops, run over the chains in
+cache-sized chunks. It is the same function of the same inputs (agreement with the eager path is
+checked on the first call); only the floating-point summation order differs.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch.func import functional_call, vmap
 
-__all__ = ["Objective", "PotentialObjective", "ModuleObjective", "parameter_mask"]
+__all__ = [
+    "Objective",
+    "PotentialObjective",
+    "ModuleObjective",
+    "CompiledLossAndGrad",
+    "parameter_mask",
+    "AUTO_COMPILE_AFTER_SECONDS",
+]
+
+# "auto" compiles once the eager calls amount to this much estimated work: with compilation
+# taking a few seconds (tens on a loaded machine with a cold cache), a run that stops sooner
+# never pays for it, and a longer one spends at most a fraction of its time compiling.
+AUTO_COMPILE_AFTER_SECONDS = 15.0
 
 
 class Objective:
@@ -110,6 +132,21 @@ class ModuleObjective(Objective):
         loss_fn: ``loss_fn(outputs, targets) -> scalar``, the batch-mean loss.
         batch_size: ``None`` for full-batch gradients; otherwise each chain draws its own
             minibatch of this size, uniformly with replacement, at every step.
+        compile: whether :meth:`loss_and_grad` may switch to a compiled graph
+            (:class:`CompiledLossAndGrad`). ``None`` (default) reads the environment variable
+            ``TOYMODELS_COMPILE`` (``"0"`` never, ``"1"`` from the first call, unset or ``"auto"``
+            automatically); ``"auto"`` compiles on a CPU once the eager calls so far amount to
+            about :data:`AUTO_COMPILE_AFTER_SECONDS` of estimated work (a deterministic count
+            of chains × samples × parameters, not a clock, so a seed reproduces a run), so short
+            runs never pay the few seconds of compilation; ``True`` compiles at the first call;
+            ``False`` never. Any failure to trace or compile, or a result that disagrees with the
+            eager path, falls back to the eager path for good; ``compile_status`` says which
+            path is in use and why.
+
+    The eager path: ``vmap(functional_call)`` over the chains, then one reverse pass through the
+    sum of the chains' losses. The compiled path computes the same ``(losses, gradients)``
+    (see :class:`CompiledLossAndGrad`): about 2–3× fewer CPU seconds per step for small networks
+    with many chains (measured in ``experiments/bench_llc.py``).
     """
 
     def __init__(
@@ -119,6 +156,8 @@ class ModuleObjective(Objective):
         targets: torch.Tensor,
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         batch_size: int | None = None,
+        *,
+        compile: bool | str | None = None,  # noqa: A002 - the word users look for
     ):
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -168,6 +207,12 @@ class ModuleObjective(Objective):
                 "loss_fn must return the scalar batch-mean loss, got a tensor of shape "
                 f"{tuple(value.shape)}; use reduction='mean'"
             )
+        self.compile_mode = _compile_mode(compile)
+        self.compile_status = "eager" if self.compile_mode != "never" else "eager (compile off)"
+        self.compile_seconds = 0.0
+        self._compiled: dict[tuple, CompiledLossAndGrad | None] = {}
+        self._eager_work_seconds = 0.0  # estimated, for the "auto" policy
+        self._compile_failed = False
 
     def unflatten(self, w: torch.Tensor) -> dict[str, torch.Tensor]:
         """Split one flat vector ``(d,)`` into the module's named parameter tensors (views)."""
@@ -177,14 +222,84 @@ class ModuleObjective(Objective):
             start += numel
         return out
 
+    def _minibatch(self, num_chains: int, generator: torch.Generator | None):
+        """Each chain's minibatch ``(num_chains, b, ...)``, drawn uniformly with replacement."""
+        idx = torch.randint(
+            self.num_samples, (num_chains, self.batch_size), generator=generator,
+            device=self.inputs.device,
+        )
+        return self.inputs[idx], self.targets[idx]
+
     def batched_loss(self, params, generator=None):
         if self.batch_size is None:
             return self._full(params, self.inputs, self.targets)
-        idx = torch.randint(
-            self.num_samples, (params.shape[0], self.batch_size), generator=generator,
-            device=self.inputs.device,
-        )
-        return self._mini(params, self.inputs[idx], self.targets[idx])
+        return self._mini(params, *self._minibatch(params.shape[0], generator))
+
+    def loss_and_grad(self, params, generator):
+        """Losses ``(num_chains,)`` and gradients ``(num_chains, d)``, eager or compiled.
+
+        Both paths draw the minibatch indices from ``generator`` in the same way, so a seed gives
+        the same minibatches whichever path runs.
+        """
+        compiled = self._compiled_for(params)
+        if compiled is None:
+            out = super().loss_and_grad(params, generator)
+            self._eager_work_seconds += _estimated_eager_seconds(
+                params.shape[0], self.batch_size or self.num_samples, self.dim)
+            return out
+        if self.batch_size is None:
+            return compiled(params, self.inputs, self.targets)
+        return compiled(params, *self._minibatch(params.shape[0], generator))
+
+    def compile(self, num_chains: int) -> bool:
+        """Compile the loss and gradient for ``num_chains`` chains now (instead of lazily).
+
+        Returns whether the compiled path is in use; on failure ``compile_status`` says why and
+        the eager path stays. Compilation takes a few seconds (more on a loaded machine; repeated
+        compilations of the same graph hit TorchInductor's on-disk cache).
+        """
+        if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 1:
+            raise ValueError(f"num_chains must be a positive integer, got {num_chains!r}")
+        if self._compile_failed:
+            return False
+        params = self.center.expand(num_chains, -1)
+        return self._build(params) is not None
+
+    def _compiled_for(self, params: torch.Tensor) -> CompiledLossAndGrad | None:
+        if self.compile_mode == "never":
+            return None
+        key = _compile_key(params)
+        if key in self._compiled:
+            return self._compiled[key]
+        if self.compile_mode == "auto" and (
+            params.device.type != "cpu" or self._eager_work_seconds < AUTO_COMPILE_AFTER_SECONDS
+        ):
+            return None
+        return self._build(params)
+
+    def _build(self, params: torch.Tensor) -> CompiledLossAndGrad | None:
+        key = _compile_key(params)
+        if key in self._compiled:
+            return self._compiled[key]
+        start = time.perf_counter()
+        compiled, reason = None, ""
+        try:
+            compiled = CompiledLossAndGrad(self, params.shape[0], params.dtype, params.device)
+            reason = compiled.check_against_eager(params)
+        except Exception as exc:  # noqa: BLE001 - any failure means: stay on the eager path
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        self.compile_seconds += time.perf_counter() - start
+        if reason:
+            compiled = None
+            self.compile_status = f"eager (compilation failed, {reason})"
+            # one failure is enough: do not retry for other chain counts
+            self.compile_mode = "never"
+            self._compile_failed = True
+        else:
+            self.compile_status = (f"compiled ({compiled.num_chunks} chunk(s) of "
+                                   f"{compiled.chunk} chains, {self.compile_seconds:.1f} s to compile)")
+        self._compiled[key] = compiled
+        return compiled
 
     def full_loss(self, params):
         with torch.no_grad():
@@ -223,6 +338,197 @@ def data_from_loader(loader: Iterable) -> tuple[torch.Tensor, torch.Tensor]:
     if not xs:
         raise ValueError("the DataLoader yielded no batches")
     return torch.cat(xs), torch.cat(ys)
+
+
+class CompiledLossAndGrad:
+    """``(params, inputs, targets) -> (losses, gradients)`` of a :class:`ModuleObjective`, compiled.
+
+    The function compiled is exactly the eager one, ``losses = vmap(loss_one)(params)`` and
+    ``gradients = ∇_params Σ_c losses_c`` (``torch.func.grad``), for a fixed number of chains
+    ``chunk``. It is traced once with ``make_fx`` to aten operations and handed to TorchInductor,
+    which fuses the elementwise work, reductions and the loss into a few C++ loops. Two rewrites of
+    batched matrix products are applied while tracing (they are exact, only the summation order
+    changes), because ``vmap`` turns every layer into ``bmm`` calls whose inner dimensions are the
+    layer widths, and a BLAS ``bmm`` is slow when these are tiny (measured: a (1000, 1000, 4) ×
+    (1000, 4, 3) ``bmm`` runs at under 2 GFLOP/s):
+
+    * a ``bmm`` over a contraction of at most :data:`SMALL_CONTRACTION` is written as a broadcast
+      product and a sum, which the compiler fuses with its neighbours;
+    * a ``bmm`` whose one operand is shared by all chains (the data ``X`` in ``X Wᵀ`` and in the
+      weight gradient ``Xᵀ G``: ``vmap`` expands it with batch stride 0) becomes one ``mm`` over
+      the chains stacked side by side.
+
+    Chains are processed in chunks of ``chunk`` so that one chunk's activations fit in cache
+    (about :data:`CHUNK_BYTES` for the largest per-chain intermediate; measured 1.5–2× faster than
+    one call over 1000 chains); the last chunk is padded with copies of the first chain and the
+    padding dropped.
+    """
+
+    SMALL_CONTRACTION = 16
+    CHUNK_BYTES = 2 * 2**20
+
+    def __init__(self, objective: ModuleObjective, num_chains: int, dtype: torch.dtype,
+                 device: torch.device):
+        self.objective = objective
+        self.num_chains = num_chains
+        self.batched_data = objective.batch_size is not None
+        data_dim = 0 if self.batched_data else None
+        batched = vmap(_LossOne(objective), in_dims=(0, data_dim, data_dim))
+
+        def loss_and_grad(params, inputs, targets):
+            def total(p):
+                losses = batched(p, inputs, targets)
+                return losses.sum(), losses
+
+            grad, losses = torch.func.grad(total, has_aux=True)(params)
+            return losses, grad
+
+        def example(chains: int):
+            params = objective.center.to(device=device, dtype=dtype).expand(chains, -1).contiguous()
+            if not self.batched_data:
+                return params, objective.inputs, objective.targets
+            idx = torch.zeros(chains, objective.batch_size, dtype=torch.long,
+                              device=objective.inputs.device)
+            return params, objective.inputs[idx], objective.targets[idx]
+
+        with warnings.catch_warnings():
+            # importing and running the compiler warns about deprecations that are not ours
+            warnings.simplefilter("ignore")
+            from torch._inductor import config as inductor_config
+            from torch._inductor.compile_fx import compile_fx
+            from torch._inductor.decomposition import select_decomp_table
+            from torch.fx.experimental.proxy_tensor import make_fx
+
+            # a 2-chain probe measures the largest per-chain activation to size the chunks
+            probe_chains = min(num_chains, 2)
+            probe = make_fx(loss_and_grad)(*example(probe_chains))
+            per_chain = _largest_per_chain_bytes(probe, probe_chains)
+            target = max(1, min(num_chains, self.CHUNK_BYTES // max(per_chain, 1)))
+            self.num_chunks = math.ceil(num_chains / target)
+            self.chunk = math.ceil(num_chains / self.num_chunks)
+            table = dict(select_decomp_table())
+            table[torch.ops.aten.bmm.default] = _bmm_for_small_or_shared
+            inputs = example(self.chunk)
+            graph = make_fx(loss_and_grad, decomposition_table=table)(*inputs)
+            # one compile thread: no pool of compiler subprocesses on a small machine
+            with inductor_config.patch(compile_threads=1):
+                self._fn = compile_fx(graph, list(inputs))
+
+    def __call__(self, params: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor):
+        num_chains = params.shape[0]
+        params = params.detach().contiguous()
+        losses = params.new_empty(num_chains)
+        grads = params.new_empty(params.shape)
+        with torch.no_grad():
+            for start in range(0, num_chains, self.chunk):
+                stop = min(start + self.chunk, num_chains)
+                p, x, y = params[start:stop], inputs, targets
+                if self.batched_data:
+                    x, y = inputs[start:stop], targets[start:stop]
+                pad = self.chunk - (stop - start)
+                if pad:
+                    p = torch.cat([p, params[:1].expand(pad, -1)])
+                    if self.batched_data:
+                        x = torch.cat([x, inputs[:1].expand(pad, *inputs.shape[1:])])
+                        y = torch.cat([y, targets[:1].expand(pad, *targets.shape[1:])])
+                chunk_losses, chunk_grads = self._fn(p, x, y)[:2]
+                losses[start:stop] = chunk_losses[: stop - start]
+                grads[start:stop] = chunk_grads[: stop - start]
+        return losses, grads
+
+    def check_against_eager(self, params: torch.Tensor) -> str:
+        """Compare with the eager path on the first chunk; ``""`` if they agree, else why not."""
+        objective = self.objective
+        p = params[: self.chunk].detach().contiguous()
+        if self.batched_data:
+            # a private generator: the check must not consume the sampler's random numbers
+            generator = torch.Generator(device=objective.inputs.device).manual_seed(0)
+            x, y = objective._minibatch(p.shape[0], generator)
+        else:
+            x, y = objective.inputs, objective.targets
+        with torch.enable_grad():
+            q = p.clone().requires_grad_(True)
+            eager_losses = (objective._mini(q, x, y) if self.batched_data
+                            else objective._full(q, x, y))
+            (eager_grads,) = torch.autograd.grad(eager_losses.sum(), q)
+        losses, grads = self(p, x, y)
+        rtol = 1e-3 if p.dtype in (torch.float32, torch.float16, torch.bfloat16) else 1e-8
+        for name, got, want in (("losses", losses, eager_losses.detach()), ("gradients", grads, eager_grads)):
+            finite = torch.isfinite(want)
+            if not torch.equal(finite, torch.isfinite(got)):
+                return f"compiled {name} are non-finite where the eager ones are not"
+            if finite.any():
+                scale = want[finite].abs().max()
+                err = (got[finite] - want[finite]).abs().max()
+                if err > rtol * scale + torch.finfo(want.dtype).tiny:
+                    return f"compiled {name} differ from eager by {float(err):.3g} (scale {float(scale):.3g})"
+        return ""
+
+
+class _LossOne:
+    """The loss of one chain, ``(w, x, y) -> scalar``, as in :class:`ModuleObjective`."""
+
+    def __init__(self, objective: ModuleObjective):
+        self.objective = objective
+
+    def __call__(self, w, x, y):
+        o = self.objective
+        out = functional_call(o.model, (o.unflatten(w), o.frozen, o.buffers), (x,))
+        return o.loss_fn(out, y).reshape(())
+
+
+def _bmm_for_small_or_shared(a: torch.Tensor, b: torch.Tensor):
+    """``bmm(a, b)`` rewritten for the compiler where BLAS is slow (see CompiledLossAndGrad)."""
+    batch, m, k = a.shape
+    n = b.shape[2]
+    if k <= CompiledLossAndGrad.SMALL_CONTRACTION:
+        return (a.unsqueeze(-1) * b.unsqueeze(1)).sum(2)
+    if batch > 1 and a.stride(0) == 0:  # one a for all chains: a (m, k) @ [b_1 … b_B] (k, B·n)
+        return torch.mm(a[0], b.transpose(0, 1).reshape(k, batch * n)).view(m, batch, n).transpose(0, 1)
+    if batch > 1 and b.stride(0) == 0:  # [a_1; …; a_B] (B·m, k) @ b (k, n)
+        return torch.mm(a.reshape(batch * m, k), b[0]).view(batch, m, n)
+    return NotImplemented
+
+
+def _largest_per_chain_bytes(graph: torch.fx.GraphModule, chains: int) -> int:
+    """Bytes of the largest intermediate with a leading chain dimension, per chain."""
+    largest = 0
+    for node in graph.graph.nodes:
+        value = node.meta.get("val")
+        if node.op == "call_function" and isinstance(value, torch.Tensor) and value.dim() > 0 \
+                and value.shape[0] == chains:
+            largest = max(largest, value.numel() * value.element_size() // chains)
+    return largest
+
+
+def _compile_key(params: torch.Tensor) -> tuple:
+    # the compiled kernels bake in the shapes, dtype, device and number of threads
+    return (tuple(params.shape), params.dtype, params.device, torch.get_num_threads())
+
+
+def _compile_mode(compile) -> str:
+    if compile is None:
+        env = os.environ.get("TOYMODELS_COMPILE", "auto").strip().lower()
+        modes = {"0": "never", "false": "never", "1": "always", "true": "always", "auto": "auto", "": "auto"}
+        if env not in modes:
+            raise ValueError(f"TOYMODELS_COMPILE must be 0, 1 or auto, got {env!r}")
+        return modes[env]
+    if compile is True:
+        return "always"
+    if compile is False:
+        return "never"
+    if compile == "auto":
+        return "auto"
+    raise ValueError(f"compile must be True, False, 'auto' or None, got {compile!r}")
+
+
+def _estimated_eager_seconds(num_chains: int, batch: int, dim: int) -> float:
+    """A deterministic estimate of one eager call: 1 ms of overhead + 2 ns per chain·sample·parameter.
+
+    Calibrated on a two-layer 4→3→4 linear network (1000 chains × 1000 samples × 24 parameters:
+    about 46 ms of one core). It only decides when "auto" compiles, so it need not be exact.
+    """
+    return 1e-3 + 2e-9 * num_chains * batch * dim
 
 
 def _as_flat_vector(init) -> torch.Tensor:

@@ -1,0 +1,142 @@
+"""Smoke test of the sampler benchmark, and checks of the compiled network objective it times."""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from experiments.bench_llc import Config, format_table, main, network_problem
+from toymodels.objective import CompiledLossAndGrad, ModuleObjective, _bmm_for_small_or_shared
+from toymodels.sampling import run_sgld
+from toymodels.sgld import SGLDHyperparameters
+
+
+def test_smoke_bench_llc(tmp_path):
+    cfg = Config(quick=True, out_dir=tmp_path, figure=tmp_path / "bench.png", num_threads=1,
+                 devinterp=False)
+    out = main(cfg)
+    saved = json.loads((tmp_path / "bench_llc.json").read_text())
+    assert (tmp_path / "bench.png").exists()
+    assert {(r["problem"], r["chains"]) for r in saved["rows"]} == {
+        ("a", 1), ("a", 16), ("b", 1), ("b", 16)}
+    for row in out["rows"]:
+        for key in ("toymodels_eager", "loop"):
+            cell = row[key]
+            assert cell["rate"] > 0
+            assert cell["chain_steps"] == cell["measured_chains"] * cell["measured_draws"]
+    memory = out["memory"]
+    assert memory["chains"] == 16 and memory["draws"] == 20
+    # five float64 records of chains × draws
+    assert memory["trace_bytes"] == 5 * 8 * 16 * 20
+    assert memory["peak_rss_bytes"] >= memory["rss_before_sampling_bytes"] > 0
+    assert "devinterp column off" in format_table(out["rows"], out["devinterp_note"])
+
+
+def _random_params(objective, chains, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(chains, objective.dim, generator=g, dtype=objective.dtype)
+    return objective.center + 0.3 * noise
+
+
+def _compare(eager, compiled, params, seed=5):
+    g1, g2 = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+    loss_e, grad_e = eager.loss_and_grad(params, g1)
+    loss_c, grad_c = compiled.loss_and_grad(params, g2)
+    assert compiled.compile_status.startswith("compiled"), compiled.compile_status
+    torch.testing.assert_close(loss_c, loss_e, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(grad_c, grad_e, rtol=1e-12, atol=1e-14)
+    # both paths drew the same minibatches from the generator
+    assert torch.equal(g1.get_state(), g2.get_state())
+
+
+def test_compiled_objective_matches_eager_in_float64(monkeypatch):
+    """Same losses, gradients and SGLD draws (to rounding); chunks of 2 chains, the last padded."""
+    monkeypatch.setattr(CompiledLossAndGrad, "CHUNK_BYTES", 2 * 100 * 4 * 8)  # 2 chains per chunk
+    model, x, y = network_problem(Config(dtype="float64", num_samples=100))
+    eager = ModuleObjective(model, x, y, F.mse_loss, compile=False)
+    compiled = ModuleObjective(model, x, y, F.mse_loss, compile=True)
+    _compare(eager, compiled, _random_params(eager, 7))
+    assert "4 chunk(s) of 2 chains" in compiled.compile_status
+
+    hyper = SGLDHyperparameters(step_size=1e-3, nbeta=20.0, localization=1.0)
+    runs = {}
+    for mode in ("auto", True, False):  # the compiled graph is the same: a cache hit
+        objective = ModuleObjective(model, x, y, F.mse_loss, compile=mode)
+        runs[mode] = run_sgld(objective, hyper=hyper, num_chains=7, num_draws=30, seed=3)
+        if mode == "auto":  # a short run never reaches the work that pays for compiling
+            assert objective.compile_status == "eager"
+    assert (runs["auto"].loss == runs[False].loss).all()
+    assert abs(runs[True].loss - runs[False].loss).max() < 1e-10
+
+
+@pytest.mark.slow
+def test_compiled_minibatch_objective_matches_eager_in_float64():
+    model, x, y = network_problem(Config(dtype="float64", num_samples=200))
+    eager = ModuleObjective(model, x, y, F.mse_loss, batch_size=50, compile=False)
+    compiled = ModuleObjective(model, x, y, F.mse_loss, batch_size=50, compile=True)
+    _compare(eager, compiled, _random_params(eager, 300))
+
+
+def test_compile_failure_or_disagreement_falls_back_to_eager(monkeypatch):
+    """A failing compiler, or a compiled result that disagrees with eager, leaves the eager path."""
+    model, x, y = network_problem(Config(dtype="float64", num_samples=50))
+    eager = ModuleObjective(model, x, y, F.mse_loss, compile=False)
+    params = _random_params(eager, 3)
+    want = eager.loss_and_grad(params, None)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("no C++ compiler\nmore detail")
+
+    monkeypatch.setattr(CompiledLossAndGrad, "__init__", fail)
+    objective = ModuleObjective(model, x, y, F.mse_loss, compile=True)
+    got = objective.loss_and_grad(params, None)
+    assert objective.compile_status == "eager (compilation failed, RuntimeError: no C++ compiler)"
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    assert objective.compile(5) is False  # one failure is final
+
+    def fake_init(self, objective, num_chains, dtype, device):  # no compilation needed here
+        self.objective, self.batched_data, self.chunk, self.num_chunks = objective, False, num_chains, 1
+
+    monkeypatch.setattr(CompiledLossAndGrad, "__init__", fake_init)
+    monkeypatch.setattr(CompiledLossAndGrad, "__call__",
+                        lambda self, p, x, y: (torch.zeros(p.shape[0], dtype=p.dtype),
+                                               torch.zeros_like(p)))
+    objective = ModuleObjective(model, x, y, F.mse_loss, compile=True)
+    got = objective.loss_and_grad(params, None)
+    assert "compiled losses differ from eager" in objective.compile_status
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+@pytest.mark.parametrize("shape_a, shape_b, shared", [
+    ((5, 40, 3), (5, 3, 4), None),     # small contraction: product and sum
+    ((5, 4, 40), (5, 40, 3), "a"),     # shared left operand (stride-0 batch): one mm
+    ((5, 40, 30), (5, 30, 20), "b"),   # shared right operand: one mm
+    ((5, 30, 20), (5, 20, 25), None),  # neither: left to BLAS
+])
+def test_bmm_rewrites_are_exact(shape_a, shape_b, shared):
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(shape_a, generator=g, dtype=torch.float64)
+    b = torch.randn(shape_b, generator=g, dtype=torch.float64)
+    if shared == "a":
+        a = a[:1].expand(shape_a)
+    if shared == "b":
+        b = b[:1].expand(shape_b)
+    got = _bmm_for_small_or_shared(a, b)
+    if got is NotImplemented:
+        assert shape_a[2] > CompiledLossAndGrad.SMALL_CONTRACTION and shared is None
+        return
+    torch.testing.assert_close(got, torch.bmm(a, b), rtol=1e-13, atol=1e-13)
+
+
+def test_bad_compile_argument_is_refused(monkeypatch):
+    model, x, y = network_problem(Config(num_samples=10))
+    with pytest.raises(ValueError, match="compile must be"):
+        ModuleObjective(model, x, y, F.mse_loss, compile="yes")
+    monkeypatch.setenv("TOYMODELS_COMPILE", "sometimes")
+    with pytest.raises(ValueError, match="TOYMODELS_COMPILE"):
+        ModuleObjective(model, x, y, F.mse_loss)
+    monkeypatch.setenv("TOYMODELS_COMPILE", "0")
+    assert ModuleObjective(model, x, y, F.mse_loss).compile_mode == "never"
+    with pytest.raises(ValueError, match="num_chains"):
+        ModuleObjective(model, x, y, F.mse_loss).compile(0)
