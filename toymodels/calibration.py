@@ -122,6 +122,39 @@ class CalibrationResult:
         return dict(step_size=c.step_size, nbeta=c.nbeta, localization=c.localization,
                     sampler=self.sampler)
 
+    def schedule(self, num_chains: int, *, rel_mcse: float = 0.01, nbeta: float | None = None,
+                 localization: float | None = None, min_burnin: int = 200,
+                 burnin_autocorrelations: float = 20.0, safety: float = 1.5,
+                 min_draws: int = 100) -> dict:
+        """A chain schedule for the chosen step size, scaled from the calibration runs.
+
+        The integrated autocorrelation time of the per-draw LLC, in steps, is measured at each
+        mixed grid point (``steps × chains / ESS``); times ε it is nearly the same at every point
+        (time in a Langevin chain is ε × steps), so the median of ``ε_j τ_j``, times ``safety``,
+        divided by the chosen ε gives τ at the choice. Then
+        ``num_burnin_steps = max(min_burnin, burnin_autocorrelations·τ)``, draws are spaced about
+        τ/2 steps apart (closer if that would leave fewer than ``min_draws``), and there are enough
+        of them that the MCSE is about ``rel_mcse·|λ₀|``
+        (with the per-draw standard deviation seen in the calibration). Returns keyword
+        arguments for :func:`toymodels.estimate_llc`.
+        """
+        c = self.choice(nbeta, localization)
+        rows = [r for r in self.table if r["stage"] == "grid" and r.get("used_in_fit")
+                and math.isclose(r["nbeta"], c.nbeta) and math.isclose(r["localization"], c.localization)]
+        if not rows:
+            raise ValueError("the calibration has no mixed grid point to scale a schedule from")
+        # ε·τ (the autocorrelation time in Langevin time) is nearly constant across the grid
+        time_scale = float(np.median([r["draws"] * r["steps_bw_draws"] * r["kept_chains"] / r["ess"]
+                                      * r["step_size"] for r in rows]))
+        tau = safety * time_scale / c.step_size
+        sd = min(rows, key=lambda r: r["step_size"])["sd"]  # the least biased grid point
+        ess_needed = (sd / (rel_mcse * abs(c.llc_zero_step))) ** 2
+        steps = ess_needed * tau / num_chains  # sampling steps after burn-in
+        bw = max(1, min(int(round(tau / 2)), int(steps // min_draws)))
+        draws = max(min_draws, int(math.ceil(steps / bw)))
+        burnin = max(min_burnin, int(math.ceil(burnin_autocorrelations * tau)))
+        return dict(num_burnin_steps=burnin, num_draws=draws, num_steps_bw_draws=bw)
+
     def to_dict(self) -> dict:
         return dict(sampler=self.sampler, rule=self.rule, tolerance=self.tolerance,
                     choices=[asdict(c) for c in self.choices], table=self.table,
@@ -482,6 +515,8 @@ def calibrate(
                 row["diverged_chains"] = int(ever_bad[group_of == g].sum())
                 row["round"] = round_ + 1
                 row["steps"] = burn + draws * num_steps_bw_draws
+                row["draws"] = draws
+                row["steps_bw_draws"] = num_steps_bw_draws
                 rows.append(row)
             rows_by[s] = rows
         fits = {s: _fit_rows(rows) for s, rows in rows_by.items()}
@@ -584,6 +619,7 @@ def _group_row(trace, sel, nbeta, gamma, eps, stage, full_batch, requested=None)
     diag = chain_diagnostics(llc) if kept > 1 else {"mcse": float("nan"), "rhat": float("nan"),
                                                     "ess": float("nan")}
     row.update(llc_mean=float(llc.mean()), mcse=diag["mcse"], rhat=diag["rhat"], ess=diag["ess"],
+               sd=float(llc.std()),
                fraction_below_init=float((trace.loss[sel] < trace.init_loss).mean()))
     acc = trace.records.get("acceptance")
     if acc is not None:

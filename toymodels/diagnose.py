@@ -11,11 +11,13 @@ of what the numbers show and what to change:
   draws differs from the first by more than 4 standard errors (still drifting after burn-in);
 * **imprecise** — the Monte-Carlo standard error is more than 5 % of the estimate;
 * **step size too large** — diverged chains; or the drift-to-noise ratio says the step-size bias
-  is large. For SGLD at stationarity ``E||(ε/2)F||² / E||√ε ξ||² = (ε/4)·E[ΔU]/d`` (Stein's
-  identity ``E||∇U||² = E[ΔU]``), which for a Gaussian with curvature κ is exactly ``εκ/4`` — the
-  relative bias SGLD's variance carries. So this ratio, measured on every run at no cost, is a
-  rule-of-thumb estimate of the relative step-size bias (averaged over coordinates). For MALA
-  there is no bias, and the acceptance rate is checked instead;
+  is large. The ratio ``ρ = E||(ε/2)F||² / E||√ε ξ||²`` is measured on every run at no cost. For
+  SGLD on a Gaussian of curvature κ, at its own stationary law (variance ``1/(κ(1 − x))``,
+  ``x = εκ/4``), ``ρ = (εκ²/4)·Var(w) = x/(1 − x)`` — *exactly* the relative bias of λ̂. In general
+  ``ρ ≈ (ε/4)·E[ΔU]/d`` (Stein's identity ``E||∇U||² = E[ΔU]`` under the target), a curvature
+  averaged over coordinates, so ρ is a rule-of-thumb estimate of the relative step-size bias
+  (a test checks the Gaussian identity). For MALA there is no bias, and the acceptance rate is
+  checked instead;
 * **localization dominates** — the pull ``γ(w − w*)`` is larger on average than the loss's force
   ``nβ∇L``: the posterior is mostly the Gaussian prior, and λ̂ is biased low.
 
@@ -190,7 +192,7 @@ def diagnose(result) -> Diagnosis:
             findings.append(Finding(
                 "step_size_too_large", severity,
                 f"The step size looks too large: the drift-to-noise ratio squared is "
-                f"{proxy:.3f}, which for a Gaussian is the relative step-size bias of λ̂ "
+                f"{proxy:.3f}, which on a Gaussian equals the relative step-size bias of λ̂ "
                 f"(≈ {100 * proxy:.0f}% too high).{acc_note}",
                 f"Lower the step size (now {result.step_size:.3g}) or use step_size='auto'; on an "
                 "exact full-batch loss sampler='mala' removes the bias."))
