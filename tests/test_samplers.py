@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from toymodels import SGLDHyperparameters, chain_diagnostics, estimate_llc, run_sgld, sgld_step
 from toymodels.objective import ModuleObjective, PotentialObjective
-from toymodels.potentials import quadratic_potential
+from toymodels.potentials import normal_crossing_potential, quadratic_potential
 from toymodels.samplers import (
     MALA,
     SGLD,
@@ -83,6 +83,18 @@ def test_sgld_mala_diagnostic_equals_the_metropolis_ratio_of_each_move():
         expected = torch.exp(torch.clamp(log_r, max=0)).numpy()
         np.testing.assert_allclose(trace.records["acceptance"][:, s], expected, rtol=1e-9)
     assert np.isnan(trace.records["acceptance"][:, 0]).all()
+
+
+def test_thinned_runs_move_the_same_and_report_the_same_diagnostic():
+    """Steps between draws skip the diagnostics; the path and the recorded values do not change."""
+    obj = PotentialObjective(normal_crossing_potential([1, 2]), torch.zeros(2, dtype=F64))
+    hyper = SGLDHyperparameters(1e-3, 100.0, 1.0)
+    every = run_sgld(obj, hyper=hyper, num_chains=3, num_draws=40, seed=5)
+    thinned = run_sgld(obj, hyper=hyper, num_chains=3, num_draws=8, num_burnin_steps=4,
+                       num_steps_bw_draws=4, seed=5)
+    for key in ("acceptance", "grad_term_norm", "localization_term_norm"):
+        np.testing.assert_array_equal(thinned.records[key], every.records[key][:, 4:36:4])
+    np.testing.assert_array_equal(thinned.loss, every.loss[:, 4:36:4])
 
 
 def test_sgld_diagnostic_is_off_for_minibatches():

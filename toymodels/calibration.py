@@ -612,6 +612,7 @@ def _group_row(trace, sel, nbeta, gamma, eps, stage, full_batch, requested=None)
                kept_chains=kept, diverged_chains=(requested - kept) if requested else 0,
                llc_mean=float("nan"), mcse=float("nan"), rhat=float("nan"), ess=float("nan"),
                mala_acceptance=float("nan"), fraction_below_init=float("nan"),
+               drift_noise_ratio2=float("nan"),
                localization_to_gradient=float("nan"), used_in_fit=False)
     if kept == 0:
         return row
@@ -621,6 +622,9 @@ def _group_row(trace, sel, nbeta, gamma, eps, stage, full_batch, requested=None)
     row.update(llc_mean=float(llc.mean()), mcse=diag["mcse"], rhat=diag["rhat"], ess=diag["ess"],
                sd=float(llc.std()),
                fraction_below_init=float((trace.loss[sel] < trace.init_loss).mean()))
+    noise2 = float((trace.noise_norm[sel] ** 2).mean())
+    # drift-to-noise ratio squared: the Gaussian step-size bias x/(1 − x) (toymodels.diagnose)
+    row["drift_noise_ratio2"] = float((trace.drift_norm[sel] ** 2).mean()) / noise2 if noise2 > 0 else float("nan")
     acc = trace.records.get("acceptance")
     if acc is not None:
         a = acc[sel]

@@ -4,7 +4,10 @@ Estimator (Lau, Furman, Wang, Murfet, Wei, arXiv 2308.12108, eq. 8 and Definitio
 
     λ̂(w*) = nβ ( E_p[L(w)] − L(w*) ),   p(w) ∝ exp(−nβ L(w) − γ/2 ||w − w*||²) φ(w)
 
-with the expectation over SGLD draws after burn-in, averaged over chains. For a potential ``K``
+with the expectation over sampler draws after burn-in, averaged over chains. The sampler is SGLD
+by default; SGNHT, RMSProp-preconditioned SGLD and MALA share the same driver
+(:mod:`toymodels.samplers`), ``step_size="auto"`` chooses ε by :func:`toymodels.calibrate`, and
+``result.diagnose()`` reads the run's diagnostics (:mod:`toymodels.diagnose`). For a potential ``K``
 with ``K(w*) = 0`` this is ``nβ·E[K]``, which for an exact sampler equals the finite-temperature
 value that ``theory`` computes (e.g. :func:`theory.normal_crossing.finite_temperature_llc`), and
 tends to the learning coefficient λ as ``nβ → ∞``, ``γ → 0``.

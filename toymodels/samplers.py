@@ -193,12 +193,19 @@ class SGLD:
         return SGLDState(position=position, previous=None)
 
     def step(self, state: SGLDState, loss, grad, noise, hyper, center, *, grad_log_prior=None,
-             log_prior=None, mask=None) -> tuple[SGLDState, SGLDInfo]:
+             log_prior=None, mask=None, record: bool = True) -> tuple[SGLDState, SGLDInfo]:
+        """One step. With ``record=False`` (a step whose info nobody reads, and whose successor is
+        not recorded either) the extra diagnostics are skipped: the move is the same."""
         from .sgld import sgld_step
 
         position = state.position
         new_position, base = sgld_step(position, grad, noise, center, hyper, loss=loss,
                                        grad_log_prior=grad_log_prior, mask=mask)
+        if not record:
+            skipped = torch.zeros_like(base.loss)
+            return SGLDState(position=new_position, previous=None), SGLDInfo(
+                *base[:5], grad_term_norm=skipped, localization_term_norm=skipped,
+                acceptance=skipped, finite=base.finite)
         half_eps = 0.5 * hyper.step_size
         nbeta, gamma = hyper.nbeta, hyper.localization
         if isinstance(half_eps, torch.Tensor):
@@ -322,7 +329,7 @@ class SGNHT:
         return SGNHTState(position=position, momentum=momentum, thermostat=thermostat)
 
     def step(self, state: SGNHTState, loss, grad, noise, hyper, center, *, grad_log_prior=None,
-             log_prior=None, mask=None) -> tuple[SGNHTState, SGNHTInfo]:
+             log_prior=None, mask=None, record: bool = True) -> tuple[SGNHTState, SGNHTInfo]:
         eta = 0.5 * hyper.step_size
         position, momentum, alpha = state
         _, force = potential_and_force(position, loss, grad, center, hyper,
@@ -449,7 +456,8 @@ class RMSPropSGLD:
         return g
 
     def step(self, state: RMSPropSGLDState, loss, grad, noise, hyper, center, *, grad_log_prior=None,
-             log_prior=None, mask=None) -> tuple[RMSPropSGLDState, RMSPropSGLDInfo]:
+             log_prior=None, mask=None,
+             record: bool = True) -> tuple[RMSPropSGLDState, RMSPropSGLDInfo]:
         position, square_avg, count = state
         _, force = potential_and_force(position, loss, grad, center, hyper,
                                        grad_log_prior=grad_log_prior, mask=mask)

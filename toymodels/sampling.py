@@ -312,8 +312,12 @@ def _run_chains(objective, hyper, num_chains, num_draws, num_burnin_steps, num_s
             loss, grad = objective.loss_and_grad(params, generator)
             noise = torch.randn(params.shape, generator=generator, dtype=dtype, device=device)
             glp, lp = prior_terms(params)
+            # the draw's info, and the step before it (the MALA diagnostic looks one step back)
+            next_is_draw = (step + 1 >= num_burnin_steps
+                            and (step + 1 - num_burnin_steps) % num_steps_bw_draws == 0)
             state, info = kernel.step(state, loss, grad, noise, step_hyper, center,
-                                      grad_log_prior=glp, log_prior=lp, mask=mask)
+                                      grad_log_prior=glp, log_prior=lp, mask=mask,
+                                      record=is_draw or next_is_draw)
         if is_draw:
             if records is None:
                 records = {k: torch.empty(num_draws, num_chains, dtype=dtype, device=device)
