@@ -308,7 +308,8 @@ def choose_step_size(fit: dict, step_sizes, *, tolerance: float) -> tuple[float,
     eps = np.asarray(step_sizes, dtype=float)
     used = fit["used"]
     if not used.any():
-        return float(eps.min()) if eps.size else float("nan"), "no grid point was usable (all diverged or unmixed): the smallest step"
+        smallest = float(eps.min()) if eps.size else float("nan")
+        return smallest, "no grid point was usable (all diverged or unmixed): the smallest step"
     largest_fitted = float(eps[used].max())
     if not math.isfinite(fit["rel_slope"]):
         return largest_fitted, "only one usable grid point: no bias could be measured"
@@ -624,7 +625,8 @@ def _group_row(trace, sel, nbeta, gamma, eps, stage, full_batch, requested=None)
                fraction_below_init=float((trace.loss[sel] < trace.init_loss).mean()))
     noise2 = float((trace.noise_norm[sel] ** 2).mean())
     # drift-to-noise ratio squared: the Gaussian step-size bias x/(1 − x) (toymodels.diagnose)
-    row["drift_noise_ratio2"] = float((trace.drift_norm[sel] ** 2).mean()) / noise2 if noise2 > 0 else float("nan")
+    drift2 = float((trace.drift_norm[sel] ** 2).mean())
+    row["drift_noise_ratio2"] = drift2 / noise2 if noise2 > 0 else float("nan")
     acc = trace.records.get("acceptance")
     if acc is not None:
         a = acc[sel]

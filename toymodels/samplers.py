@@ -3,7 +3,8 @@
 Every sampler here targets the same localized tempered posterior as :mod:`toymodels.sgld`,
 ``p(w) ∝ exp(−U(w))`` with the potential ::
 
-    U(w) = nβ L(w) + γ/2 ||w − w*||² − log φ(w),      force F(w) = ∇U = nβ ∇L + γ (w − w*) − ∇log φ,
+    U(w) = nβ L(w) + γ/2 ||w − w*||² − log φ(w),
+    F(w) = ∇U(w) = nβ ∇L + γ (w − w*) − ∇log φ,
 
 and each is a small object in the style of blackjax's kernels: a state ``NamedTuple`` whose tensors
 have the chain as leading dimension, a pure ``init`` and a pure ``step`` returning
@@ -229,7 +230,8 @@ class SGLD:
             xi = noise if mask is None else noise * mask
             if state.previous is not None:
                 prev_position, prev_energy, prev_half_xi2 = state.previous
-                # w_prev − w + (ε/2)F(w) = w_prev − w_new + √ε ξ, since w_new = w − (ε/2)F(w) + √ε ξ
+                # w_prev − w + (ε/2)F(w) = w_prev − w_new + √ε ξ
+                # because w_new = w − (ε/2)F(w) + √ε ξ
                 backward = prev_position - new_position + kick
                 if mask is not None:
                     backward = backward * mask
