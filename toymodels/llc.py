@@ -4,7 +4,10 @@ Estimator (Lau, Furman, Wang, Murfet, Wei, arXiv 2308.12108, eq. 8 and Definitio
 
     λ̂(w*) = nβ ( E_p[L(w)] − L(w*) ),   p(w) ∝ exp(−nβ L(w) − γ/2 ||w − w*||²) φ(w)
 
-with the expectation over SGLD draws after burn-in, averaged over chains. For a potential ``K``
+with the expectation over sampler draws after burn-in, averaged over chains. The sampler is SGLD
+by default; SGNHT, RMSProp-preconditioned SGLD and MALA share the same driver
+(:mod:`toymodels.samplers`), ``step_size="auto"`` chooses ε by :func:`toymodels.calibrate`, and
+``result.diagnose()`` reads the run's diagnostics (:mod:`toymodels.diagnose`). For a potential ``K``
 with ``K(w*) = 0`` this is ``nβ·E[K]``, which for an exact sampler equals the finite-temperature
 value that ``theory`` computes (e.g. :func:`theory.normal_crossing.finite_temperature_llc`), and
 tends to the learning coefficient λ as ``nβ → ∞``, ``γ → 0``.
@@ -73,6 +76,17 @@ class LLCResult:
     dropped_chains: list[int] = field(default_factory=list)
     divergence_steps: list[int] = field(default_factory=list)
     seconds: float = 0.0
+    sampler: str = "sgld"
+    #: per chain: the fraction of draws whose loss is below ``init_loss`` (a chain that finds
+    #: lower loss than w*: w* is not a local minimum, or the chain escaped to another phase)
+    fraction_below_init: np.ndarray | None = None
+    #: per chain, MALA only: the mean acceptance probability of the steps after burn-in
+    acceptance_rate: np.ndarray | None = None
+    #: per chain, SGLD on a full-batch loss: the mean MALA acceptance probability its moves would
+    #: have had (a diagnostic of the step-size error; 1 means none)
+    mala_acceptance: np.ndarray | None = None
+    #: the calibration behind ``step_size="auto"`` (a JSON-ready summary), if any
+    calibration: dict | None = None
     trace: SamplingTrace | None = field(default=None, repr=False)
 
     @property
@@ -98,10 +112,31 @@ class LLCResult:
         s = (f"λ̂ = {self.llc_mean:.4g} ± {self.mcse:.2g} (MCSE; chain sd {self.llc_std:.2g}, "
              f"ESS {self.ess:.0f}, R-hat {self.rhat:.3f}) with nβ = {self.nbeta:.4g} "
              f"[{self.nbeta_source}], ε = {self.step_size:g}, γ = {self.localization:g}, "
-             f"{self.num_chains} chains × {self.num_draws} draws")
+             f"{self.num_chains} chains × {self.num_draws} draws, {self.sampler}")
+        if self.acceptance_rate is not None:
+            s += f", acceptance {np.mean(self.acceptance_rate):.2f}"
         if self.dropped_chains:
             s += f"; dropped diverged chains {self.dropped_chains}"
         return s
+
+    def diagnose(self, echo=print):
+        """Plain-language findings about this run and what to change; see :mod:`toymodels.diagnose`.
+
+        Prints them (through ``echo``; pass ``echo=None`` to stay quiet) and returns the
+        :class:`toymodels.diagnose.Diagnosis`.
+        """
+        from .diagnose import diagnose
+
+        diagnosis = diagnose(self)
+        if echo is not None:
+            echo(str(diagnosis))
+        return diagnosis
+
+    def plot_diagnostics(self, path: str | Path | None = None):
+        """A figure of loss traces and diagnostics; see :func:`toymodels.diagnose.plot_diagnostics`."""
+        from .diagnose import plot_diagnostics
+
+        return plot_diagnostics(self, path=path)
 
     def plot_trace(self, ax=None, path: str | Path | None = None):
         """Plot each chain's loss trace with ``init_loss`` dashed; returns the matplotlib axes."""
@@ -129,9 +164,23 @@ def llc_from_trace(trace: SamplingTrace, *, nbeta_source: str = "given", batch_s
                    seed=None, num_samples=None) -> LLCResult:
     """Post-process a sampling trace into an :class:`LLCResult` (no sampling)."""
     nbeta = trace.hyper.nbeta
+    if trace.chain_hyper is not None and np.ptp(trace.chain_hyper["nbeta"]) > 0:
+        raise ValueError("this trace mixes chains with different nbeta; split it by chain first "
+                         "(toymodels.calibrate does)")
     llc_trace = nbeta * (trace.loss - trace.init_loss)
     per_chain = llc_trace.mean(axis=1)
     diag = chain_diagnostics(llc_trace)
+    acceptance = trace.records.get("acceptance")
+    acceptance_rate = mala_acceptance = None
+    if acceptance is not None:
+        if trace.sampler == "mala":
+            acceptance_rate = acceptance.mean(axis=1)
+        elif np.isfinite(acceptance).any():
+            ok = np.isfinite(acceptance)
+            count = ok.sum(axis=1)
+            total = np.where(ok, acceptance, 0.0).sum(axis=1)
+            mala_acceptance = np.divide(total, count, out=np.full(count.shape, np.nan), where=count > 0)
+    step_size = trace.final_step_size if trace.final_step_size is not None else trace.hyper.step_size
     return LLCResult(
         llc_mean=float(per_chain.mean()),
         llc_std=float(per_chain.std(ddof=1)) if per_chain.size > 1 else float("nan"),
@@ -143,7 +192,7 @@ def llc_from_trace(trace: SamplingTrace, *, nbeta_source: str = "given", batch_s
         rhat=diag["rhat"],
         nbeta=nbeta,
         nbeta_source=nbeta_source,
-        step_size=trace.hyper.step_size,
+        step_size=step_size,
         localization=trace.hyper.localization,
         num_chains=trace.num_chains,
         num_draws=trace.num_draws,
@@ -155,6 +204,10 @@ def llc_from_trace(trace: SamplingTrace, *, nbeta_source: str = "given", batch_s
         dropped_chains=trace.dropped_chains,
         divergence_steps=trace.divergence_steps,
         seconds=trace.seconds,
+        sampler=trace.sampler,
+        fraction_below_init=(trace.loss < trace.init_loss).mean(axis=1),
+        acceptance_rate=acceptance_rate,
+        mala_acceptance=mala_acceptance,
         trace=trace,
     )
 
@@ -200,7 +253,7 @@ def estimate_llc(
     data=None,
     loss_fn: Callable | None = None,
     nbeta: float | None = None,
-    step_size: float = 1e-4,
+    step_size: float | str = 1e-4,
     localization: float = 0.0,
     num_chains: int = 8,
     num_draws: int = 1000,
@@ -215,8 +268,11 @@ def estimate_llc(
     progress: bool = True,
     chain_init: torch.Tensor | None = None,
     num_threads: int | None = None,
+    sampler: str = "sgld",
+    sampler_options: dict | None = None,
+    calibration=None,
 ) -> LLCResult:
-    """Estimate the local learning coefficient at ``w*`` with SGLD chains run as one tensor.
+    """Estimate the local learning coefficient at ``w*`` with chains run as one tensor (SGLD by default).
 
     ``λ̂ = nβ (E[L(w)] − L(w*))`` (Lau et al. arXiv 2308.12108, eq. 8), the expectation over the
     draws of the localized tempered posterior ``∝ exp(−nβ L − γ/2 ||w − w*||²) φ(w)``.
@@ -232,7 +288,10 @@ def estimate_llc(
 
     Args:
         nbeta: nβ, the inverse temperature times the sample size.
-        step_size: ε, the SGLD step size (noise variance).
+        step_size: ε, the step size (SGLD's noise variance), or ``"auto"``: for SGLD, SGNHT and
+            preconditioned SGLD, :func:`toymodels.calibrate` chooses it (the largest step whose
+            fitted step-size bias is within 1 %; pass ``calibration=`` to reuse one); for MALA it
+            is adapted during burn-in to an acceptance rate of 0.8.
         localization: γ ≥ 0, the pull towards ``w*``.
         num_chains, num_draws, num_burnin_steps, num_steps_bw_draws: the chain schedule; burn-in
             draws are excluded from every average.
@@ -250,6 +309,15 @@ def estimate_llc(
         chain_init: optional ``(num_chains, d)`` starting points (default: every chain at ``w*``).
         num_threads: torch threads during sampling (default: 1 for a potential, torch's setting
             for a network); see :func:`toymodels.run_sgld`.
+        sampler: ``"sgld"`` (default), ``"sgnht"``, ``"rmsprop_sgld"`` or ``"mala"`` (exact
+            full-batch losses only; no step-size bias); see :mod:`toymodels.samplers`.
+        sampler_options: keyword arguments of the sampler (e.g. ``{"diffusion": 0.1}`` for SGNHT).
+        calibration: a :class:`toymodels.calibration.CalibrationResult` to take the step size from
+            when ``step_size="auto"`` (instead of calibrating again).
+
+    The result carries diagnostics (``fraction_below_init``, ``mala_acceptance`` or
+    ``acceptance_rate``, the trace's drift terms); ``result.diagnose()`` says in words what they
+    mean and what to change.
     """
     objective = make_objective(target, init=init, data=data, loss_fn=loss_fn, batch_size=batch_size)
     if nbeta is None:
@@ -258,6 +326,33 @@ def estimate_llc(
         nbeta, nbeta_source = default_nbeta(objective.num_samples), f"n/log n with n={objective.num_samples}"
     else:
         nbeta_source = "given"
+    options = dict(sampler_options or {})
+    calibration_summary = None
+    if isinstance(step_size, str):
+        if step_size != "auto":
+            raise ValueError(f"step_size must be a number > 0 or 'auto', got {step_size!r}")
+        if sampler == "mala":
+            if num_burnin_steps < 1:
+                raise ValueError("step_size='auto' with MALA adapts ε during burn-in: give "
+                                 "num_burnin_steps > 0 (a few hundred steps)")
+            options.setdefault("adapt_steps", num_burnin_steps)
+            options.setdefault("target_accept", 0.8)
+            step_size = calibration.step_size if calibration is not None else 1e-4
+        else:
+            if calibration is None:
+                from .calibration import calibrate
+
+                calibration = calibrate(
+                    target, init=init, data=data, loss_fn=loss_fn, nbeta=nbeta,
+                    localization=localization, sampler=sampler, sampler_options=sampler_options,
+                    batch_size=batch_size, seed=seed + 1, log_prior=log_prior,
+                    restrict_to=restrict_to, num_threads=num_threads)
+            elif calibration.sampler != sampler:
+                raise ValueError(f"the calibration was made for sampler {calibration.sampler!r}, "
+                                 f"not {sampler!r}; calibrate again with sampler={sampler!r}")
+            step_size = calibration.choice(nbeta, localization).step_size
+        if calibration is not None:
+            calibration_summary = calibration.to_dict()
     hyper = SGLDHyperparameters(step_size=step_size, nbeta=nbeta, localization=localization)
     mask = _resolve_mask(objective, restrict_to)
     trace = run_sgld(
@@ -275,9 +370,13 @@ def estimate_llc(
         progress=progress,
         chain_init=chain_init,
         num_threads=num_threads,
+        sampler=sampler,
+        sampler_options=options,
     )
-    return llc_from_trace(trace, nbeta_source=nbeta_source, batch_size=batch_size, seed=seed,
-                          num_samples=objective.num_samples)
+    result = llc_from_trace(trace, nbeta_source=nbeta_source, batch_size=batch_size, seed=seed,
+                            num_samples=objective.num_samples)
+    result.calibration = calibration_summary
+    return result
 
 
 def _resolve_mask(objective: Objective, restrict_to) -> torch.Tensor | None:

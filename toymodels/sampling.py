@@ -1,4 +1,4 @@
-"""The chain driver: runs many SGLD chains as one tensor and records their traces.
+"""The chain driver: runs many chains of a sampler (SGLD by default) as one tensor and records their traces.
 
 Sampling and post-processing are split: :func:`run_sgld` returns a :class:`SamplingTrace` (raw
 per-draw losses, gradient norms, observables), and estimators such as
@@ -19,9 +19,10 @@ from torch.func import vmap
 from tqdm.auto import tqdm
 
 from .objective import Objective, PotentialObjective
-from .sgld import SGLDHyperparameters, sgld_step
+from .samplers import ChainHyperparameters, make_sampler
+from .sgld import SGLDHyperparameters
 
-__all__ = ["SamplingTrace", "DivergenceError", "run_sgld"]
+__all__ = ["SamplingTrace", "DivergenceError", "run_sgld", "run_chains"]
 
 ON_DIVERGENCE = ("raise", "drop")
 
@@ -52,7 +53,12 @@ class SamplingTrace:
     """Raw output of a sampling run. Arrays are ``(num_chains, num_draws)`` float64 numpy.
 
     Only chains that stayed finite are included; ``dropped_chains`` lists the others (their
-    draws are never averaged).
+    draws are never averaged). ``records`` holds the sampler's further per-draw records, e.g.
+    ``grad_term_norm`` and ``localization_term_norm`` (the loss's and the localization's parts of
+    the drift, with their ε factors), ``acceptance`` (MALA: the acceptance probability of each
+    step; SGLD on a full-batch loss: the MALA acceptance probability of the move that arrived at
+    the draw, a diagnostic), ``thermostat`` (SGNHT). ``chain_hyper`` gives per-chain step sizes,
+    nβ and γ when they differ between chains (a calibration grid), for the kept chains.
     """
 
     loss: np.ndarray
@@ -70,6 +76,13 @@ class SamplingTrace:
     divergence_steps: list[int] = field(default_factory=list)
     final_params: torch.Tensor | None = None
     seconds: float = 0.0
+    sampler: str = "sgld"
+    sampler_options: dict = field(default_factory=dict)
+    records: dict[str, np.ndarray] = field(default_factory=dict)
+    chain_hyper: dict[str, np.ndarray] | None = None
+    #: the step size in force after burn-in (differs from hyper.step_size when MALA adapted it)
+    final_step_size: float | None = None
+    full_batch: bool = True
 
     @property
     def num_chains(self) -> int:
@@ -97,8 +110,11 @@ def run_sgld(
     check_every: int = 50,
     chain_init: torch.Tensor | None = None,
     num_threads: int | None = None,
+    sampler: str = "sgld",
+    sampler_options: dict | None = None,
+    chain_hyper: Mapping[str, torch.Tensor] | None = None,
 ) -> SamplingTrace:
-    """Run ``num_chains`` SGLD chains from ``objective.center`` and record every draw.
+    """Run ``num_chains`` chains of a sampler (SGLD by default) from ``objective.center``.
 
     Step ``s`` (0-based) records a draw — the loss at the parameters before the step — when
     ``s ≥ num_burnin_steps`` and ``(s − num_burnin_steps) % num_steps_bw_draws == 0``; the run
@@ -108,6 +124,12 @@ def run_sgld(
     Chains start at ``w*`` unless ``chain_init`` (``(num_chains, d)``) gives other starting points,
     e.g. for a prior that vanishes at ``w*`` or for over-dispersed starts (R-hat); the
     localization centre and ``init_loss`` stay at ``w*``.
+
+    ``sampler`` is one of ``"sgld"``, ``"sgnht"``, ``"rmsprop_sgld"``, ``"mala"`` (see
+    :mod:`toymodels.samplers`), built with ``sampler_options``. MALA needs the exact loss and is
+    refused for minibatch objectives. ``chain_hyper`` optionally gives per-chain values
+    ``{"step_size" | "nbeta" | "localization": (num_chains,) tensor}`` overriding ``hyper``: a grid
+    of settings run as one batched tensor (:func:`toymodels.calibrate`).
 
     ``num_threads`` sets torch's intra-op threads for the run and restores them afterwards. The
     default (``None``) uses one thread for a :class:`PotentialObjective`: its per-step tensors are
@@ -121,28 +143,99 @@ def run_sgld(
     """
     if num_threads is None and isinstance(objective, PotentialObjective):
         num_threads = 1
+    args = (objective, hyper, num_chains, num_draws, num_burnin_steps, num_steps_bw_draws, seed,
+            log_prior, mask, observables, on_divergence, progress, check_every, chain_init, sampler,
+            sampler_options, chain_hyper)
     if num_threads is not None:
         if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
             raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
         previous = torch.get_num_threads()
         torch.set_num_threads(num_threads)
         try:
-            return _run_sgld(objective, hyper, num_chains, num_draws, num_burnin_steps,
-                             num_steps_bw_draws, seed, log_prior, mask, observables, on_divergence,
-                             progress, check_every, chain_init)
+            return _run_chains(*args)
         finally:
             torch.set_num_threads(previous)
-    return _run_sgld(objective, hyper, num_chains, num_draws, num_burnin_steps, num_steps_bw_draws,
-                     seed, log_prior, mask, observables, on_divergence, progress, check_every,
-                     chain_init)
+    return _run_chains(*args)
 
 
-def _run_sgld(objective, hyper, num_chains, num_draws, num_burnin_steps, num_steps_bw_draws, seed,
-              log_prior, mask, observables, on_divergence, progress, check_every, chain_init):
+#: the same driver under the name that says it runs any sampler
+run_chains = run_sgld
+
+
+def _is_full_batch(objective: Objective) -> bool:
+    return getattr(objective, "batch_size", None) is None
+
+
+def _build_sampler(sampler, sampler_options, objective, num_burnin_steps):
+    options = dict(sampler_options or {})
+    if not isinstance(sampler, str):
+        return sampler  # a sampler object built by the caller
+    if sampler == "sgld":
+        options.setdefault("mala_diagnostic", _is_full_batch(objective))
+    if sampler == "mala" and not _is_full_batch(objective):
+        raise ValueError(
+            "MALA needs the exact full-batch loss: a minibatch loss makes the acceptance ratio "
+            "random and the chain biased. Use batch_size=None, or a gradient sampler "
+            "('sgld', 'sgnht', 'rmsprop_sgld')")
+    built = make_sampler(sampler, options)
+    if getattr(built, "adapt", None) == "burnin" and built.adapt_steps is None:
+        if num_burnin_steps == 0:
+            raise ValueError(
+                "rmsprop_sgld adapts its preconditioner during burn-in and then freezes it: give "
+                "num_burnin_steps > 0, or sampler_options={'adapt': 'always'} (Li et al.'s "
+                "scheme, which drops the correction term Γ)")
+        built.adapt_steps = num_burnin_steps
+    return built
+
+
+def _chain_hyper(hyper, chain_hyper, num_chains, dtype, device):
+    if not chain_hyper:
+        return hyper
+    unknown = set(chain_hyper) - {"step_size", "nbeta", "localization"}
+    if unknown:
+        raise ValueError(f"chain_hyper keys must be step_size, nbeta or localization, got {sorted(unknown)}")
+    values = {}
+    for key in ("step_size", "nbeta", "localization"):
+        if key in chain_hyper:
+            v = torch.as_tensor(chain_hyper[key], dtype=dtype, device=device).reshape(-1)
+            if v.shape != (num_chains,):
+                raise ValueError(f"chain_hyper[{key!r}] must have one value per chain ({num_chains}), "
+                                 f"got shape {tuple(v.shape)}")
+            lower_ok = (v >= 0) if key == "localization" else (v > 0)
+            if not (torch.isfinite(v).all() and lower_ok.all()):
+                raise ValueError(f"chain_hyper[{key!r}] must be finite and "
+                                 f"{'≥ 0' if key == 'localization' else '> 0'}")
+        else:
+            v = torch.full((num_chains,), float(getattr(hyper, key)), dtype=dtype, device=device)
+        values[key] = v.unsqueeze(1)
+    return ChainHyperparameters(**values)
+
+
+def _reset_chains(state, dropped: torch.Tensor, center: torch.Tensor):
+    """Put dropped chains back at ``w*`` with zeroed auxiliary variables so their arithmetic stays
+    finite (their draws are discarded)."""
+    fields = {}
+    for name, value in state._asdict().items():
+        if name == "position":
+            fields[name] = torch.where(dropped.unsqueeze(1), center.expand_as(value), value)
+        elif isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == dropped.shape[0]:
+            d = dropped.reshape((-1,) + (1,) * (value.dim() - 1))
+            fields[name] = torch.where(d, torch.zeros_like(value), value)
+        elif name == "previous":
+            fields[name] = None
+        else:
+            fields[name] = value
+    return type(state)(**fields)
+
+
+def _run_chains(objective, hyper, num_chains, num_draws, num_burnin_steps, num_steps_bw_draws, seed,
+                log_prior, mask, observables, on_divergence, progress, check_every, chain_init,
+                sampler, sampler_options, chain_hyper):
     _check_counts(num_chains=num_chains, num_draws=num_draws, num_burnin_steps=num_burnin_steps,
                   num_steps_bw_draws=num_steps_bw_draws)
     if on_divergence not in ON_DIVERGENCE:
         raise ValueError(f"on_divergence must be one of {ON_DIVERGENCE}, got {on_divergence!r}")
+    kernel = _build_sampler(sampler, sampler_options, objective, num_burnin_steps)
     generator = _generator(seed, objective.center.device)
     center = objective.center
     dtype, device, d = center.dtype, center.device, center.numel()
@@ -154,7 +247,10 @@ def _run_sgld(objective, hyper, num_chains, num_draws, num_burnin_steps, num_ste
         if not mask.any():
             raise ValueError("mask selects no parameter: nothing would be sampled")
         mask = mask.to(dtype)
+    step_hyper = _chain_hyper(hyper, chain_hyper, num_chains, dtype, device)
     grad_log_prior_fn = vmap(func_grad(lambda w: log_prior(w).reshape(()))) if log_prior else None
+    log_prior_fn = (vmap(lambda w: log_prior(w).reshape(()))
+                    if log_prior and kernel.needs_log_prior_value else None)
     observable_fns = {name: vmap(fn) for name, fn in (observables or {}).items()}
 
     init_loss_t = objective.full_loss(center.unsqueeze(0))[0]
@@ -171,27 +267,61 @@ def _run_sgld(objective, hyper, num_chains, num_draws, num_burnin_steps, num_ste
                              f"got {tuple(params.shape)}")
         if not torch.isfinite(params).all():
             raise ValueError("chain_init contains non-finite values")
+
+    def prior_terms(w):
+        glp = grad_log_prior_fn(w) if grad_log_prior_fn is not None else None
+        lp = log_prior_fn(w) if log_prior_fn is not None else None
+        return glp, lp
+
+    if kernel.metropolis:
+        loss0, grad0 = objective.loss_and_grad(params, generator)
+        glp0, lp0 = prior_terms(params)
+        state = kernel.init(params, loss=loss0, grad=grad0, hyper=step_hyper, center=center,
+                            grad_log_prior=glp0, log_prior=lp0, mask=mask)
+    elif kernel.init_noise:
+        init_noise = torch.randn(params.shape, generator=generator, dtype=dtype, device=device)
+        state = kernel.init(params, noise=init_noise, hyper=step_hyper, mask=mask)
+    else:
+        state = kernel.init(params)
+
     total_steps = num_burnin_steps + num_draws * num_steps_bw_draws
-    records = {k: torch.empty(num_draws, num_chains, dtype=dtype, device=device)
-               for k in ("loss", "grad_norm", "distance", "drift_norm", "noise_norm")}
+    records: dict[str, torch.Tensor] | None = None
     obs_records: dict[str, list[torch.Tensor]] = {name: [] for name in observable_fns}
     first_bad = torch.full((num_chains,), -1, dtype=torch.long, device=device)
     dropped = torch.zeros(num_chains, dtype=torch.bool, device=device)
 
     start = time.perf_counter()
-    bar = tqdm(total=total_steps, disable=not progress, desc="SGLD", unit="step", leave=False)
+    bar = tqdm(total=total_steps, disable=not progress, desc=kernel.name.upper(), unit="step",
+               leave=False)
     draw = 0
     for step in range(total_steps):
-        loss, grad = objective.loss_and_grad(params, generator)
-        noise = torch.randn(params.shape, generator=generator, dtype=dtype, device=device)
-        glp = grad_log_prior_fn(params) if grad_log_prior_fn is not None else None
+        params = state.position
         is_draw = step >= num_burnin_steps and (step - num_burnin_steps) % num_steps_bw_draws == 0
         if is_draw:
             for name, fn in observable_fns.items():
                 obs_records[name].append(fn(params).detach())
-        params, info = sgld_step(params, grad, noise, center, hyper, loss=loss,
-                                 grad_log_prior=glp, mask=mask)
+        if kernel.metropolis:
+            noise = torch.randn(params.shape, generator=generator, dtype=dtype, device=device)
+            uniform = torch.rand(num_chains, generator=generator, dtype=dtype, device=device)
+            proposal = kernel.propose(state, noise, mask=mask)
+            loss, grad = objective.loss_and_grad(proposal, generator)
+            glp, lp = prior_terms(proposal)
+            state, info = kernel.accept(state, proposal, loss, grad, noise, uniform, step_hyper,
+                                        center, grad_log_prior=glp, log_prior=lp, mask=mask)
+        else:
+            loss, grad = objective.loss_and_grad(params, generator)
+            noise = torch.randn(params.shape, generator=generator, dtype=dtype, device=device)
+            glp, lp = prior_terms(params)
+            # the draw's info, and the step before it (the MALA diagnostic looks one step back)
+            next_is_draw = (step + 1 >= num_burnin_steps
+                            and (step + 1 - num_burnin_steps) % num_steps_bw_draws == 0)
+            state, info = kernel.step(state, loss, grad, noise, step_hyper, center,
+                                      grad_log_prior=glp, log_prior=lp, mask=mask,
+                                      record=is_draw or next_is_draw)
         if is_draw:
+            if records is None:
+                records = {k: torch.empty(num_draws, num_chains, dtype=dtype, device=device)
+                           for k in info._fields if k != "finite"}
             for key in records:
                 records[key][draw] = getattr(info, key)
             draw += 1
@@ -207,7 +337,7 @@ def _run_sgld(objective, hyper, num_chains, num_draws, num_burnin_steps, num_ste
                     raise DivergenceError(idx, steps, hyper.step_size, hyper.nbeta)
                 dropped |= bad
                 # keep dropped chains' arithmetic finite; their draws are discarded below
-                params = torch.where(dropped.unsqueeze(1), center.expand_as(params), params)
+                state = _reset_chains(state, dropped, center)
             bar.update(step + 1 - bar.n)
     bar.close()
     seconds = time.perf_counter() - start
@@ -220,6 +350,14 @@ def _run_sgld(objective, hyper, num_chains, num_draws, num_burnin_steps, num_ste
     def to_np(t: torch.Tensor) -> np.ndarray:  # (draws, chains, ...) -> (kept chains, draws, ...)
         return t.movedim(0, 1)[keep].detach().cpu().double().numpy()
 
+    base = ("loss", "grad_norm", "distance", "drift_norm", "noise_norm")
+    final_step_size = None
+    if hasattr(state, "log_step"):
+        final_step_size = float(torch.exp(state.log_step))
+    per_chain = None
+    if isinstance(step_hyper, ChainHyperparameters):
+        per_chain = {k: getattr(step_hyper, k).squeeze(1)[keep].detach().cpu().double().numpy()
+                     for k in step_hyper._fields}
     return SamplingTrace(
         loss=to_np(records["loss"]),
         init_loss=init_loss,
@@ -234,8 +372,14 @@ def _run_sgld(objective, hyper, num_chains, num_draws, num_burnin_steps, num_ste
         kept_chains=keep.tolist(),
         dropped_chains=dropped.nonzero().flatten().tolist(),
         divergence_steps=first_bad[dropped].tolist(),
-        final_params=params[keep].detach(),
+        final_params=state.position[keep].detach(),
         seconds=seconds,
+        sampler=kernel.name,
+        sampler_options=dict(sampler_options or {}),
+        records={k: to_np(v) for k, v in records.items() if k not in base},
+        chain_hyper=per_chain,
+        final_step_size=final_step_size,
+        full_batch=_is_full_batch(objective),
     )
 
 

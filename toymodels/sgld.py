@@ -120,7 +120,8 @@ def sgld_step(
         grad: ``(num_chains, d)`` gradient ``∇L(w)`` of the (batch-mean) loss.
         noise: ``(num_chains, d)`` standard-normal draws ``ξ``; the step adds ``√ε ξ``.
         center: ``(d,)`` the localization centre ``w*``.
-        hyper: step size ε, nβ and localization γ.
+        hyper: step size ε, nβ and localization γ (floats; or ``(num_chains, 1)`` tensors, one
+            value per chain, as in :class:`toymodels.samplers.ChainHyperparameters`).
         loss: optional ``(num_chains,)`` loss at ``params``, copied into the info record.
         grad_log_prior: optional ``(num_chains, d)`` gradient of the log prior density.
         mask: optional ``(d,)`` boolean; only these coordinates move (weight-restricted sampling).
@@ -134,7 +135,8 @@ def sgld_step(
     if grad_log_prior is not None:
         force = force - grad_log_prior
     drift = (0.5 * eps) * force
-    kick = math.sqrt(eps) * noise
+    # a (num_chains, 1) tensor of step sizes (a calibration grid run as one batch) also works
+    kick = (eps.sqrt() if isinstance(eps, torch.Tensor) else math.sqrt(eps)) * noise
     if mask is not None:
         drift = drift * mask
         kick = kick * mask

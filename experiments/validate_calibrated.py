@@ -1,0 +1,93 @@
+"""Foundation validation cases (Watanabe's normal crossings, a localized quadratic) with calibrated settings.
+
+The same exact cases as ``experiments/validation.py``'s foundation group — normal crossings and a
+localized quadratic against their exact finite-temperature targets — but with no hand-tuned step
+size or schedule: each case gives only the model, nβ, γ and the number of chains. The step size
+comes from :func:`toymodels.calibrate` (the largest ε whose fitted step-size bias is within
+``BIAS_TOLERANCE``), and the burn-in, thinning and number of draws from
+:meth:`CalibrationResult.schedule` (scaled from the calibration runs' autocorrelation times to
+reach a Monte-Carlo standard error of ``REL_MCSE`` of the estimate).
+
+Why these two numbers: a case passes at ``|rel. error| ≤ 3 %`` and ``|z| ≤ 3``. The calibration
+bounds the bias by 1 % with 95 % confidence (the fitted bias is typically about half of that), and
+the MCSE is about 1 %, so the bias is at most about one MCSE: z stays honest, and a case fails only
+if the Monte-Carlo error alone is beyond ~2 MCSE.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from experiments.validation import ValidationCase
+from theory.normal_crossing import finite_temperature_llc, learning_coefficient
+from theory.regular import localized_llc, regular_learning_coefficient
+from toymodels import LLCResult, estimate_llc
+from toymodels.calibration import calibrate
+from toymodels.potentials import normal_crossing_potential, quadratic_potential
+
+__all__ = ["cases", "BIAS_TOLERANCE", "REL_MCSE"]
+
+BIAS_TOLERANCE = 0.01  #: relative step-size bias the calibration allows (95 % bound)
+REL_MCSE = 0.01  #: target Monte-Carlo standard error, relative to the estimate
+NUM_CHAINS = 2000  #: many chains, few steps: the batched step costs little more for more chains
+#: chains per calibration grid point: a precise bias slope lets the rule take a larger step
+CALIBRATION_CHAINS = 64
+
+# name, k, h, nbeta, localization — the physics of each case, nothing about the sampler
+_NC = [
+    ("w^2", [1], None, 1000.0, 1.0),
+    ("w^4", [2], None, 1000.0, 1.0),
+    ("|w| w^2 (h=1)", [1], [1], 1000.0, 1.0),
+    ("x^2 y^2 (m=2)", [1, 1], None, 100.0, 4.0),
+    ("x^2 y^4", [1, 2], None, 1000.0, 1.0),
+    ("x^4 y^4 (m=2)", [2, 2], None, 100.0, 4.0),
+    ("|x| x^2 y^2 (h=(1,0))", [1, 1], [1, 0], 100.0, 4.0),
+]
+
+
+def _calibrated_run(potential, dim: int, nbeta: float, gamma: float, scale: float, seed: int):
+    chains = max(4, int(NUM_CHAINS * scale))
+    small = scale < 0.5  # smoke runs: a token calibration budget
+
+    def run() -> LLCResult:
+        init = torch.zeros(dim, dtype=torch.float64)
+        cal = calibrate(potential, init=init, nbeta=nbeta, localization=gamma,
+                        tolerance=BIAS_TOLERANCE, seed=seed + 1,
+                        num_chains=8 if small else CALIBRATION_CHAINS, num_draws=40 if small else 400,
+                        num_burnin_steps=40 if small else 400, max_rounds=1 if small else 4,
+                        scan_steps=60 if small else 300)
+        schedule = cal.schedule(chains, rel_mcse=REL_MCSE)
+        if small:
+            schedule = dict(num_burnin_steps=min(schedule["num_burnin_steps"], 200),
+                            num_draws=50, num_steps_bw_draws=1)
+        return estimate_llc(potential, init=init, nbeta=nbeta, localization=gamma,
+                            step_size="auto", calibration=cal, num_chains=chains, seed=seed,
+                            progress=False, **schedule)
+
+    settings = dict(nbeta=nbeta, localization=gamma, step_size="auto", num_chains=chains,
+                    bias_tolerance=BIAS_TOLERANCE, rel_mcse=REL_MCSE)
+    return run, settings
+
+
+def cases(scale: float = 1.0) -> list[ValidationCase]:
+    """The foundation cases with calibrated step size and schedule (``scale`` shrinks chains)."""
+    out = []
+    for i, (name, k, h, nbeta, gamma) in enumerate(_NC):
+        lam, m = learning_coefficient(k, h)
+        pot = normal_crossing_potential(k, h)
+        run, settings = _calibrated_run(pot, pot.dim, nbeta, gamma, scale, seed=10 * i)
+
+        def target(k=k, h=h, nbeta=nbeta, gamma=gamma) -> float:
+            return finite_temperature_llc(k, h, nbeta=nbeta, localization=gamma, box=None)
+
+        out.append(ValidationCase(name=f"normal crossing {name} [auto]", group="calibrated", llc=lam,
+                                  multiplicity=m, target=target, run=run, settings=settings))
+    eigenvalues = [0.5, 1.0, 2.0, 4.0, 8.0]
+    nbeta, gamma = 200.0, 5.0
+    pot = quadratic_potential(torch.diag(torch.tensor(eigenvalues, dtype=torch.float64)))
+    run, settings = _calibrated_run(pot, 5, nbeta, gamma, scale, seed=100)
+    out.append(ValidationCase(
+        name="localized quadratic d=5 [auto]", group="calibrated",
+        llc=regular_learning_coefficient(5)[0], multiplicity=1, run=run, settings=settings,
+        target=lambda: localized_llc(eigenvalues, nbeta=nbeta, localization=gamma)))
+    return out
