@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from experiments.validation import ValidationCase
+from experiments.validation import NORMAL_CROSSING_CASES, QUADRATIC_CASE, ValidationCase
 from theory.normal_crossing import finite_temperature_llc, learning_coefficient
 from theory.regular import localized_llc, regular_learning_coefficient
 from toymodels import LLCResult, estimate_llc
@@ -32,18 +32,6 @@ REL_MCSE = 0.01  #: target Monte-Carlo standard error, relative to the estimate
 NUM_CHAINS = 2000  #: many chains, few steps: the batched step costs little more for more chains
 #: chains per calibration grid point: a precise bias slope lets the rule take a larger step
 CALIBRATION_CHAINS = 64
-
-# name, k, h, nbeta, localization — the physics of each case, nothing about the sampler
-_NC = [
-    ("w^2", [1], None, 1000.0, 1.0),
-    ("w^4", [2], None, 1000.0, 1.0),
-    ("|w| w^2 (h=1)", [1], [1], 1000.0, 1.0),
-    ("x^2 y^2 (m=2)", [1, 1], None, 100.0, 4.0),
-    ("x^2 y^4", [1, 2], None, 1000.0, 1.0),
-    ("x^4 y^4 (m=2)", [2, 2], None, 100.0, 4.0),
-    ("|x| x^2 y^2 (h=(1,0))", [1, 1], [1, 0], 100.0, 4.0),
-]
-
 
 def _calibrated_run(potential, dim: int, nbeta: float, gamma: float, scale: float, seed: int):
     chains = max(4, int(NUM_CHAINS * scale))
@@ -72,7 +60,7 @@ def _calibrated_run(potential, dim: int, nbeta: float, gamma: float, scale: floa
 def cases(scale: float = 1.0) -> list[ValidationCase]:
     """The foundation cases with calibrated step size and schedule (``scale`` shrinks chains)."""
     out = []
-    for i, (name, k, h, nbeta, gamma) in enumerate(_NC):
+    for i, (name, k, h, nbeta, gamma) in enumerate(NORMAL_CROSSING_CASES):
         lam, m = learning_coefficient(k, h)
         pot = normal_crossing_potential(k, h)
         run, settings = _calibrated_run(pot, pot.dim, nbeta, gamma, scale, seed=10 * i)
@@ -82,8 +70,7 @@ def cases(scale: float = 1.0) -> list[ValidationCase]:
 
         out.append(ValidationCase(name=f"normal crossing {name} [auto]", group="calibrated", llc=lam,
                                   multiplicity=m, target=target, run=run, settings=settings))
-    eigenvalues = [0.5, 1.0, 2.0, 4.0, 8.0]
-    nbeta, gamma = 200.0, 5.0
+    eigenvalues, nbeta, gamma = QUADRATIC_CASE
     pot = quadratic_potential(torch.diag(torch.tensor(eigenvalues, dtype=torch.float64)))
     run, settings = _calibrated_run(pot, 5, nbeta, gamma, scale, seed=100)
     out.append(ValidationCase(

@@ -49,19 +49,36 @@ class ValidationCase:
 # --------------------------------------------------------------------------------------------
 # normal crossings and the localized quadratic (theory.md §2)
 
-# Documented settings. The 2-D crossings with m = 2 mix slowly along their valleys: the number of
-# steps needed grows with the stiffness t/γ² (transverse curvature t·x² against the valley's γ),
-# so they run at a moderate t/γ²; their targets are the exact finite-t values, far below λ there.
-_NC_CASES = [
-    # name, k, h, nbeta, localization, step_size, chains, burn-in, draws, steps between draws
-    ("w^2", [1], None, 1000.0, 1.0, 1e-5, 2000, 1000, 2000, 1),
-    ("w^4", [2], None, 1000.0, 1.0, 2e-4, 2000, 1000, 2000, 1),
-    ("|w| w^2 (h=1)", [1], [1], 1000.0, 1.0, 1e-5, 2000, 1000, 2000, 1),
-    ("x^2 y^2 (m=2)", [1, 1], None, 100.0, 4.0, 1e-4, 2000, 6000, 1000, 6),
-    ("x^2 y^4", [1, 2], None, 1000.0, 1.0, 1e-4, 2000, 9000, 1000, 9),
-    ("x^4 y^4 (m=2)", [2, 2], None, 100.0, 4.0, 3e-4, 2000, 6000, 1000, 6),
-    ("|x| x^2 y^2 (h=(1,0))", [1, 1], [1, 0], 100.0, 4.0, 1e-4, 2000, 6000, 1000, 6),
+#: The physics of each normal-crossing case: name, k, h, nβ, γ. The calibrated group
+#: (experiments/validate_calibrated.py) adds nothing but the number of chains; the hand-tuned
+#: group below adds the sampler settings in MANUAL_SETTINGS.
+NORMAL_CROSSING_CASES = [
+    ("w^2", [1], None, 1000.0, 1.0),
+    ("w^4", [2], None, 1000.0, 1.0),
+    ("|w| w^2 (h=1)", [1], [1], 1000.0, 1.0),
+    ("x^2 y^2 (m=2)", [1, 1], None, 100.0, 4.0),
+    ("x^2 y^4", [1, 2], None, 1000.0, 1.0),
+    ("x^4 y^4 (m=2)", [2, 2], None, 100.0, 4.0),
+    ("|x| x^2 y^2 (h=(1,0))", [1, 1], [1, 0], 100.0, 4.0),
 ]
+
+# Hand-tuned settings (group "foundation-manual"), kept as a reference for the calibrated rule:
+# step size, chains, burn-in, draws, steps between draws. The 2-D crossings with m = 2 mix
+# slowly along their valleys: the number of steps needed grows with the stiffness t/γ²
+# (transverse curvature t·x² against the valley's γ), so they run at a moderate t/γ²; their
+# targets are the exact finite-t values, far below λ there.
+MANUAL_SETTINGS = {
+    "w^2": (1e-5, 2000, 1000, 2000, 1),
+    "w^4": (2e-4, 2000, 1000, 2000, 1),
+    "|w| w^2 (h=1)": (1e-5, 2000, 1000, 2000, 1),
+    "x^2 y^2 (m=2)": (1e-4, 2000, 6000, 1000, 6),
+    "x^2 y^4": (1e-4, 2000, 9000, 1000, 9),
+    "x^4 y^4 (m=2)": (3e-4, 2000, 6000, 1000, 6),
+    "|x| x^2 y^2 (h=(1,0))": (1e-4, 2000, 6000, 1000, 6),
+}
+
+#: the localized quadratic: eigenvalues, nβ, γ
+QUADRATIC_CASE = ([0.5, 1.0, 2.0, 4.0, 8.0], 200.0, 5.0)
 
 
 def _normal_crossing_case(name, k, h, nbeta, gamma, eps, chains, burn, draws, bw, scale=1.0):
@@ -81,13 +98,12 @@ def _normal_crossing_case(name, k, h, nbeta, gamma, eps, chains, burn, draws, bw
     def target() -> float:
         return finite_temperature_llc(k, h, nbeta=nbeta, localization=gamma, box=None)
 
-    return ValidationCase(name=f"normal crossing {name}", group="normal crossing", llc=lam,
+    return ValidationCase(name=f"normal crossing {name}", group="foundation-manual", llc=lam,
                           multiplicity=m, target=target, run=run, settings=settings)
 
 
 def _quadratic_case(scale=1.0):
-    eigenvalues = [0.5, 1.0, 2.0, 4.0, 8.0]
-    nbeta, gamma = 200.0, 5.0
+    eigenvalues, nbeta, gamma = QUADRATIC_CASE
     a = torch.diag(torch.tensor(eigenvalues, dtype=torch.float64))
     settings = dict(nbeta=nbeta, localization=gamma, step_size=2e-5,
                     num_chains=max(2, int(1000 * scale)), num_burnin_steps=int(2000 * min(1.0, scale)),
@@ -98,14 +114,15 @@ def _quadratic_case(scale=1.0):
                             seed=0, progress=False, **settings)
 
     return ValidationCase(
-        name="localized quadratic d=5", group="regular", llc=regular_learning_coefficient(5)[0],
+        name="localized quadratic d=5", group="foundation-manual", llc=regular_learning_coefficient(5)[0],
         multiplicity=1, run=run, settings=settings,
         target=lambda: localized_llc(eigenvalues, nbeta=nbeta, localization=gamma),
     )
 
 
-def _foundation_cases(scale: float) -> list[ValidationCase]:
-    cases = [_normal_crossing_case(*row, scale=scale) for row in _NC_CASES]
+def _manual_cases(scale: float) -> list[ValidationCase]:
+    cases = [_normal_crossing_case(*row, *MANUAL_SETTINGS[row[0]], scale=scale)
+             for row in NORMAL_CROSSING_CASES]
     cases.append(_quadratic_case(scale))
     return cases
 
@@ -121,15 +138,20 @@ def _topic(name: str) -> Callable[[float], list[ValidationCase]]:
 
 #: name -> function(scale) returning cases; topics add their groups here.
 CASE_GROUPS: dict[str, Callable[[float], list[ValidationCase]]] = {
-    "foundation": _foundation_cases,
+    "calibrated": _topic("calibrated"),
+    "dln": _topic("dln"),
     "tms": _topic("tms"),
     "turing": _topic("turing"),
+    "foundation-manual": _manual_cases,
 }
+#: what `toymodels validate` runs without --group: every exact case once (the hand-tuned
+#: foundation settings repeat the calibrated group's cases, so they run only when asked for)
+DEFAULT_GROUPS = ["calibrated", "dln", "tms", "turing"]
 
 
 def validation_cases(groups: list[str] | None = None, scale: float = 1.0) -> list[ValidationCase]:
     """All registered cases (or those of the named groups); ``scale`` shrinks chains and draws."""
-    names = list(CASE_GROUPS) if not groups else groups
+    names = DEFAULT_GROUPS if not groups else groups
     unknown = [g for g in names if g not in CASE_GROUPS]
     if unknown:
         raise ValueError(f"unknown validation groups {unknown}; known: {sorted(CASE_GROUPS)}")
