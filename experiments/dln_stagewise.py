@@ -72,10 +72,16 @@ class Config:
     """γ"""
     step_fraction: float = 0.1
     """ε nβ h_ref (see toymodels.dln.dln_step_size)"""
-    diffusion_time: float = 0.2
-    """ε × number of sampler steps; the first half is burn-in"""
+    diffusion_time: float = 0.6
+    """ε × number of sampler steps; the first half is burn-in (the dead units start at ~0 and
+    need a diffusion time of about 0.3 to spread; measured on the (5,5,5,5) rank-2 control)"""
     num_chains: int = 16
     """chains per plateau"""
+    larger_num_samples: int = 100_000
+    """if > 0, also measure λ̂ at nβ = n/log n for this n on the plateaus below (finite-nβ check:
+    the gap to λ(r) should shrink, slowly — ~1/log nβ — where m > 1)"""
+    larger_plateaus: tuple[int, ...] = (0, 2)
+    """plateaus (ranks) measured again at larger_num_samples"""
     training_loss_check: bool = True
     """also sample the training loss (true teacher) at each plateau point, to show the escape"""
     quick: bool = False
@@ -97,6 +103,7 @@ def _quick(cfg: Config) -> Config:
     cfg.diffusion_time = 0.05
     cfg.num_chains = 4
     cfg.training_loss_check = False
+    cfg.larger_num_samples = 0
     return cfg
 
 
@@ -203,6 +210,15 @@ def main(cfg: Config) -> dict:
                        acceptance=float(res.trace.observables["accepted"].mean()),
                        step_size=res.step_size, sampler_steps=res.num_burnin_steps + res.num_draws,
                        sampler_seconds=res.seconds)
+            if cfg.larger_num_samples > 0 and p["rank"] in cfg.larger_plateaus:
+                big = cfg.larger_num_samples / math.log(cfg.larger_num_samples)
+                res_big = estimate_dln_llc(cfg.widths, w, stats, nbeta=big,
+                                           noise_std=cfg.noise_std, localization=cfg.localization,
+                                           step_fraction=cfg.step_fraction,
+                                           diffusion_time=cfg.diffusion_time,
+                                           num_chains=cfg.num_chains, seed=cfg.seed)
+                row.update(nbeta_larger=big, llc_larger_nbeta=res_big.llc_mean,
+                           mcse_larger_nbeta=res_big.mcse)
             if cfg.training_loss_check:
                 truth = SufficientStatistics.population(teacher, identity, cfg.noise_std)
                 chk = estimate_dln_llc(cfg.widths, w, truth, nbeta=nbeta, noise_std=cfg.noise_std,
@@ -234,8 +250,11 @@ def _print_row(row: dict) -> None:
         print(f"plateau r={row['rank']}: not found (level {row['level']:.4g})")
         return
     extra = ""
+    if "llc_larger_nbeta" in row:
+        extra += (f"   [nβ = {row['nbeta_larger']:.0f}: λ̂ {row['llc_larger_nbeta']:.2f} ± "
+                  f"{row['mcse_larger_nbeta']:.2f}]")
     if "llc_training_loss" in row:
-        extra = (f"   [training loss: λ̂ {row['llc_training_loss']:+.1f}, "
+        extra += (f"   [training loss: λ̂ {row['llc_training_loss']:+.1f}, "
                  f"{100 * row['fraction_below_init_training_loss']:.0f}% of draws below L(w)]")
     print(f"plateau r={row['rank']}  step {row['step']:6d}  exact loss {row['level']:.5g}  "
           f"measured {row['measured_loss']:.5g}  λ(r) = {row['llc_exact_float']:5.2f} (m={row['multiplicity']})"
@@ -267,6 +286,11 @@ def _plot(report: dict, loss: np.ndarray, path: str) -> None:
     ax2.errorbar([r["step"] + 1 for r in rows], [r["llc"] for r in rows],
                  yerr=[2 * r["mcse"] for r in rows], fmt="o", color="C3", capsize=3,
                  label="λ̂ on the plateau (dashed: Aoyagi's λ(r))")
+    larger = [r for r in rows if "llc_larger_nbeta" in r]
+    if larger:
+        ax2.errorbar([r["step"] + 1 for r in larger], [r["llc_larger_nbeta"] for r in larger],
+                     yerr=[2 * r["mcse_larger_nbeta"] for r in larger], fmt="s", mfc="none",
+                     color="C3", capsize=3, label=f"λ̂ at nβ = {larger[0]['nbeta_larger']:.0f}")
     ax2.set_ylabel("λ̂  (error bars 2 MCSE)", color="C3")
     lo = min(min(r["llc"] for r in rows), min(r["llc_exact_float"] for r in rows))
     hi = max(max(r["llc"] for r in rows), max(r["llc_exact_float"] for r in rows))
