@@ -67,8 +67,8 @@ def _morse_bott_sgld(scale: float) -> ValidationCase:
     eps, _ = dln_step_size(_MB_WIDTHS, point.flat, stats.input_moment, nbeta=_MB_NBETA,
                            step_fraction=0.02)
     settings = dict(nbeta=_MB_NBETA, localization=_MB_GAMMA, step_size=eps,
-                    num_chains=max(4, int(200 * scale)), num_burnin_steps=1500,
-                    num_draws=max(20, int(1500 * scale)), num_steps_bw_draws=1)
+                    num_chains=max(4, int(300 * scale)), num_burnin_steps=2000,
+                    num_draws=max(20, int(3000 * scale)), num_steps_bw_draws=1)
     lam, m = learning_coefficient(_MB_WIDTHS, 2)
 
     def run():
