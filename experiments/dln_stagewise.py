@@ -277,7 +277,7 @@ def _plot(report: dict, loss: np.ndarray, path: str) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("gradient-descent step")
-    ax.set_ylabel("population excess loss (dashed: Σ_{i>r} s_i²)", color="C0")
+    ax.set_ylabel(r"population excess loss (dashed: $\sum_{i>r} s_i^2$)", color="C0")
     ax2 = ax.twinx()
     rows = [r for r in report["plateaus"] if r.get("found")]
     for r in rows:
