@@ -381,7 +381,10 @@ def _summary(rows: list[dict], rrr_rows: list[dict]) -> dict:
     m2 = [r["rel_error"] for r in rows if r["multiplicity"] > 1]
     rho = (float(spearmanr([r["llc_exact_float"] for r in rows], [r["llc"] for r in rows]).statistic)
            if len(rows) > 2 else math.nan)
+    flagged = [r["name"] for r in rows
+               if (r.get("acceptance") is not None and r["acceptance"] < 0.15) or r["rhat"] > 1.2]
     return dict(
+        flagged_by_diagnostics=flagged,
         num_teachers=len(rows), median_abs_rel_error=statistics.median(errs) if errs else math.nan,
         worst_abs_rel_error=max(errs, default=math.nan),
         worst_abs_rel_error_m1=max(m1, default=math.nan),
@@ -398,6 +401,8 @@ def _print_summary(report: dict) -> None:
           f"{100 * s['median_abs_rel_error']:.1f}%, worst {100 * s['worst_abs_rel_error']:.1f}% "
           f"(m = 1: {100 * s['worst_abs_rel_error_m1']:.1f}%), Spearman {s['spearman']:.3f}; "
           f"{s['num_m_gt_1']} with m > 1, mean signed error {100 * s['mean_rel_error_m_gt_1']:+.1f}%")
+    if s["flagged_by_diagnostics"]:
+        print(f"poorly mixed (MALA acceptance < 0.15 or R-hat > 1.2): {s['flagged_by_diagnostics']}")
     print(f"reduced-rank cases at nβ = {s['rrr_nbeta']:.1f}: worst |λ̂/λ − 1| = "
           f"{100 * s['rrr_worst_abs_rel_error']:.1f}% (devinterp accepts 40%)")
     for e in report["empirical_loss"]:
