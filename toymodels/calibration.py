@@ -45,6 +45,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -601,20 +602,34 @@ def _usable(row: dict) -> bool:
 
 
 def _stable(row: dict) -> bool:
-    if row["diverged_chains"] > 0 or row["kept_chains"] == 0:
+    if row["diverged_chains"] > 0 or row["kept_chains"] == 0 or not math.isfinite(row["llc_mean"]):
         return False
     acc = row["mala_acceptance"]
+    if row.get("full_batch"):
+        # full batch: the MALA acceptance of SGLD's moves is always measurable, so a NaN means
+        # its terms overflowed — a chain running away, not yet non-finite — and counts as unstable
+        return math.isfinite(acc) and acc >= 0.5
     return not (math.isfinite(acc) and acc < 0.5)
 
 
 def _group_row(trace, sel, nbeta, gamma, eps, stage, full_batch, requested=None) -> dict:
+    # The stability scan deliberately tries step sizes far too large: chains there can reach huge
+    # but finite values whose squares overflow. Those rows come out non-finite and count as
+    # unstable (_stable); numpy's overflow warnings about them are expected, not news.
+    with np.errstate(over="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _group_row_unchecked(trace, sel, nbeta, gamma, eps, stage, full_batch, requested)
+
+
+def _group_row_unchecked(trace, sel, nbeta, gamma, eps, stage, full_batch, requested=None) -> dict:
     kept = int(sel.sum())
     row = dict(stage=stage, step_size=float(eps), nbeta=float(nbeta), localization=float(gamma),
                kept_chains=kept, diverged_chains=(requested - kept) if requested else 0,
                llc_mean=float("nan"), mcse=float("nan"), rhat=float("nan"), ess=float("nan"),
                mala_acceptance=float("nan"), fraction_below_init=float("nan"),
                drift_noise_ratio2=float("nan"),
-               localization_to_gradient=float("nan"), used_in_fit=False)
+               localization_to_gradient=float("nan"), used_in_fit=False,
+               full_batch=bool(full_batch))
     if kept == 0:
         return row
     llc = nbeta * (trace.loss[sel] - trace.init_loss)
