@@ -43,6 +43,7 @@ from theory.tms import (
     local_free_energy,
     population_loss_hessian,
 )
+from toymodels.threads import torch_threads
 from toymodels.tms import (
     kgon_type,
     population_loss,
@@ -340,14 +341,9 @@ def _main(cfg: Config) -> dict:
 
 
 def main(cfg: Config) -> dict:
-    """Run the experiment with one torch thread (tiny tensors: splitting them over threads costs
-    more than it saves on a shared machine), restoring the thread count afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    """Run the experiment with one torch thread (tiny tensors; see toymodels.threads)."""
+    with torch_threads(1):
         return _main(cfg)
-    finally:
-        torch.set_num_threads(previous)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import torch
 import tyro
 
 from theory.tms import flatten_params, kgon_critical_point, known_plateau_losses
+from toymodels.threads import torch_threads
 from toymodels.tms import (
     empirical_loss,
     empirical_loss_gradient,
@@ -234,14 +235,9 @@ def _main(cfg: Config) -> dict:
 
 
 def main(cfg: Config) -> dict:
-    """Run the experiment with one torch thread (tiny tensors: splitting them over threads costs
-    more than it saves on a shared machine), restoring the thread count afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    """Run the experiment with one torch thread (tiny tensors; see toymodels.threads)."""
+    with torch_threads(1):
         return _main(cfg)
-    finally:
-        torch.set_num_threads(previous)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from torch.func import vmap
 from tqdm.auto import tqdm
 
 from .objective import Objective, PotentialObjective
+from .threads import torch_threads
 from .samplers import ChainHyperparameters, make_sampler
 from .sgld import SGLDHyperparameters
 
@@ -147,14 +148,8 @@ def run_sgld(
             log_prior, mask, observables, on_divergence, progress, check_every, chain_init, sampler,
             sampler_options, chain_hyper)
     if num_threads is not None:
-        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
-            raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
-        previous = torch.get_num_threads()
-        torch.set_num_threads(num_threads)
-        try:
+        with torch_threads(num_threads):
             return _run_chains(*args)
-        finally:
-            torch.set_num_threads(previous)
     return _run_chains(*args)
 
 
