@@ -378,3 +378,44 @@ def test_schedules():
     assert steps[0] == 0 and steps[-1] == 10000 and steps == sorted(set(steps))
     ratios = [b / a for a, b in zip(steps[3:], steps[4:])]
     assert max(ratios) < 2.0
+
+
+# ---------------------------------------------------------------------------------------------
+# experiments: smoke runs on a tiny budget
+
+
+def test_smoke_icl_stages(tmp_path):
+    from experiments import icl_stages
+
+    cfg = icl_stages.Config(quick=True, out_dir=str(tmp_path), figure_path=str(tmp_path / "stages.png"))
+    result = icl_stages.main(cfg)
+    assert (tmp_path / "icl_stages.json").exists() and (tmp_path / "stages.png").exists()
+    assert result["first_position_bayes_risk"] == 4.125
+    records = result["checkpoints"]
+    assert records[0]["step"] == 0 and records[-1]["step"] == result["config"]["num_steps"]
+    for r in records:
+        # The Rao-Blackwellised first-position loss can never fall below the Bayes risk D + σ².
+        assert r["first_position_loss"] >= 4.125
+        assert math.isfinite(r["llc_mean"]) and len(r["loss_per_position"]) == 8
+    assert set(result["targets"]) == {
+        "first_position_within_2_percent", "mean_loss_within_10_percent_of_ridge", "llc_grows_5x"
+    }
+
+
+def test_smoke_icl_task_diversity(tmp_path):
+    from experiments import icl_task_diversity
+
+    cfg = icl_task_diversity.Config(quick=True, out_dir=str(tmp_path), figure_path=str(tmp_path / "div.png"))
+    result = icl_task_diversity.main(cfg)
+    assert (tmp_path / "icl_task_diversity.json").exists() and (tmp_path / "div.png").exists()
+    assert result["pool_sizes"] == ["1", "16", "∞"]
+    final = result["checkpoints"][-1]
+    num_members = len(result["members"])
+    assert len(final["loss_gaussian"]) == num_members == len(result["llc"])
+    # For M = ∞, dMMSE_∞ is ridge: the two distances coincide exactly.
+    for e, member in enumerate(result["members"]):
+        if member["pool_size"] == "∞":
+            assert final["dist_dmmse_pool"][e] == final["dist_ridge_pool"][e]
+    # dMMSE_1 on its own pool is exact up to noise: its pool loss is near σ².
+    assert abs(result["reference_losses"]["1"]["dmmse_pool"] - 0.125) < 0.05
+    assert len(result["pca"]["explained_variance_ratio"]) == 2

@@ -99,8 +99,7 @@ def sample_tasks(
     """Tasks ``(R, B, D)`` for R rows of B sequences; row r draws from the first ``num_tasks[r]``
     tasks of ``task_pool`` uniformly, or from ``N(0, I_D)`` where ``num_tasks[r]`` is ``None`` (M = ∞).
 
-    All rows share one draw of uniforms and one of Gaussians, so rows with different M reuse the
-    same random numbers (common random numbers across a sweep over M).
+    Rows are independent draws (each row is one model's data stream in an ensemble).
     """
     _check_positive_int("batch_size", batch_size)
     _check_positive_int("dim", dim)
@@ -118,16 +117,13 @@ def sample_tasks(
                 f"task_pool holds {task_pool.shape[0]} tasks but num_tasks asks for {max(finite)}; "
                 "build a larger pool with nested_task_pool"
             )
-    uniforms = torch.rand(batch_size, generator=generator, dtype=torch.float64)
-    gaussian = torch.randn(batch_size, dim, generator=generator, dtype=dtype)
-    rows = []
-    for m in sizes:
-        if m is None:
-            rows.append(gaussian)
-        else:
-            index = (uniforms * m).long().clamp_max(m - 1)
-            rows.append(task_pool[index].to(dtype))
-    return torch.stack(rows)
+    uniforms = torch.rand(len(sizes), batch_size, generator=generator, dtype=torch.float64)
+    tasks = torch.randn(len(sizes), batch_size, dim, generator=generator, dtype=dtype)
+    for row, m in enumerate(sizes):
+        if m is not None:
+            index = (uniforms[row] * m).long().clamp_max(m - 1)
+            tasks[row] = task_pool[index].to(dtype)
+    return tasks
 
 
 def sample_icl_batch(
