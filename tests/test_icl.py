@@ -58,7 +58,10 @@ def test_published_mean_ridge_risk():
     assert theory_icl.ridge_mean_bayes_risk(8, 4, 0.125) == pytest.approx(1.659, abs=5e-4)
 
 
-@pytest.mark.parametrize("num_context, dim, s2", [(1, 4, 0.125), (3, 4, 0.125), (4, 4, 0.125), (6, 4, 0.5), (7, 8, 0.25), (12, 5, 0.125)])
+@pytest.mark.parametrize(
+    "num_context, dim, s2",
+    [(1, 4, 0.125), (3, 4, 0.125), (4, 4, 0.125), (6, 4, 0.5), (7, 8, 0.25), (12, 5, 0.125), (15, 8, 0.125), (30, 10, 0.01)],
+)
 def test_expected_trace_matches_monte_carlo(num_context, dim, s2):
     rng = np.random.default_rng(1000 * num_context + dim)
     samples = 20000
@@ -99,6 +102,8 @@ def test_theory_rejects_bad_input():
         theory_icl.ridge_bayes_risk(2, 0, 0.1)
     with pytest.raises(ValueError, match="task_pool"):
         theory_icl.dmmse_first_position_risk(np.zeros(3), 0.1)
+    with pytest.raises(ValueError, match="Monte Carlo"):
+        theory_icl.expected_trace_posterior_covariance(20, 12, 0.1)
 
 
 # ---------------------------------------------------------------------------------------------
