@@ -18,10 +18,12 @@ Stages, read from the loss as the paper does from its curves:
 * LR2 ends where the run ends (the budget covers LR1 and LR2); there the loss should be near the
   ridge Bayes risk 1.659 (``theory.icl.ridge_mean_bayes_risk``).
 
-The first-position loss is evaluated without the noise of the task draw: the prediction at position
-1 depends on ``x_1`` only (causal attention), and ``E[(f(x_1) − y_1)² | x_1] = f(x_1)² + ||x_1||² + σ²``
-for ``w ~ N(0, I)``, so its expectation is ``D + σ² + E f(x_1)²`` (a Rao–Blackwellised estimate whose
-only noise is that of ``E f(x_1)²``; the plain Monte-Carlo value is reported beside it).
+The loss is evaluated with the exact ridge risk as a control variate. At M = ∞ ridge is the posterior
+mean, so for any predictor f of the context ``E(f − y)² = R_ridge(k) + E(f − ridge)²`` at every
+position k (the cross term vanishes; tested in tests/test_icl.py). The loss per position is therefore
+reported as the exact ``R_ridge(k)`` (``theory.icl``) plus the Monte-Carlo mean of ``(f − ridge)²`` on
+a fixed evaluation set, whose only noise is that of the excess; at position 1 (ridge predicts 0)
+this is ``D + σ² + E f(x_1)²``. The plain Monte-Carlo loss is reported beside it.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from toymodels.icl import (  # noqa: E402
     icl_mse,
     log_spaced_steps,
     position_risks,
+    ridge_predictions,
     warmup_cosine_lr,
 )
 from toymodels.transformer import ICLTransformer, ICLTransformerConfig, tokenize_icl  # noqa: E402
@@ -122,10 +125,14 @@ QUICK_OVERRIDES = dict(
 )
 
 
-def _first_position_loss(first_predictions: torch.Tensor, dim: int, noise_variance: float) -> tuple[float, float]:
-    """``D + σ² + mean f(x_1)²`` and its standard error (module docstring)."""
-    squares = first_predictions.double().square()
-    return dim + noise_variance + squares.mean().item(), squares.std().item() / math.sqrt(squares.numel())
+def _loss_per_position(predictions: torch.Tensor, ridge: torch.Tensor, ridge_risks: list[float]):
+    """``R_ridge(k) + mean (f − ridge)²`` per position, its standard error per position, and the
+    standard error of the mean over positions (module docstring)."""
+    excess = (predictions.double() - ridge).square()  # (N, K)
+    n = excess.shape[0]
+    se = (excess.std(dim=0) / math.sqrt(n)).numpy()
+    mean_se = excess.mean(dim=1).std().item() / math.sqrt(n)
+    return np.asarray(ridge_risks) + excess.mean(dim=0).numpy(), se, mean_se
 
 
 def main(cfg: Config) -> dict:
@@ -147,6 +154,7 @@ def main(cfg: Config) -> dict:
     num_parameters = sum(p.numel() for p in model.parameters())
     evaluation = task.sample(cfg.eval_size, torch.Generator().manual_seed(20_000 + cfg.seed))
     eval_tokens = tokenize_icl(evaluation.xs, evaluation.ys)
+    eval_ridge = ridge_predictions(evaluation.xs.double(), evaluation.ys.double(), cfg.noise_variance)
     llc_data = task.sample(cfg.llc_data_size, torch.Generator().manual_seed(30_000 + cfg.seed))
     llc_inputs, llc_targets = tokenize_icl(llc_data.xs, llc_data.ys), llc_data.ys
     ridge_risks = ridge_bayes_risks(cfg.num_examples, cfg.dim, cfg.noise_variance)
@@ -162,8 +170,8 @@ def main(cfg: Config) -> dict:
             t0 = time.perf_counter()
             with torch.no_grad():
                 predictions = model(eval_tokens)
-            losses, errors = position_risks(predictions, evaluation.ys)
-            first_rb, first_rb_se = _first_position_loss(predictions[:, 0], cfg.dim, cfg.noise_variance)
+            losses, errors, mean_error = _loss_per_position(predictions, eval_ridge, ridge_risks)
+            losses_mc, _ = position_risks(predictions, evaluation.ys)
             llc = estimate_llc(
                 model, data=(llc_inputs, llc_targets), loss_fn=icl_mse, nbeta=cfg.llc_nbeta,
                 step_size=cfg.llc_step_size, localization=cfg.llc_localization,
@@ -177,10 +185,12 @@ def main(cfg: Config) -> dict:
                     step=step,
                     loss_per_position=losses.tolist(),
                     loss_per_position_se=errors.tolist(),
-                    mean_loss=losses.mean().item(),
-                    first_position_loss=first_rb,
-                    first_position_loss_se=first_rb_se,
-                    icl_drop=first_rb - losses[-1].item(),
+                    mean_loss=float(losses.mean()),
+                    mean_loss_se=mean_error,
+                    mean_loss_plain_monte_carlo=losses_mc.mean().item(),
+                    first_position_loss=float(losses[0]),
+                    first_position_loss_se=float(errors[0]),
+                    icl_drop=float(losses[0] - losses[-1]),
                     llc_mean=llc.llc_mean,
                     llc_mcse=llc.mcse,
                     llc_std=llc.llc_std,
@@ -188,7 +198,7 @@ def main(cfg: Config) -> dict:
                     llc_init_loss=llc.init_loss,
                 )
             )
-            print(f"  step {step:>6}: loss {losses.mean().item():.3f}, loss@1 {first_rb:.3f}, λ̂ {llc.llc_mean:.1f} "
+            print(f"  step {step:>6}: loss {losses.mean():.3f}, loss@1 {losses[0]:.3f}, λ̂ {llc.llc_mean:.1f} "
                   f"({time.perf_counter() - start_time:.0f} s)", flush=True)
         if step == cfg.num_steps:
             break

@@ -107,9 +107,11 @@ class Config:
     batch_size: int = 64
     """Sequences per step and model."""
     peak_lr: float = 3e-3
-    """Peak learning rate (linear warm-up, then cosine decay to 1%)."""
+    """Peak learning rate (linear warm-up, then cosine decay to final_lr_fraction of it)."""
     warmup_steps: int = 300
     """Warm-up steps."""
+    final_lr_fraction: float = 1.0
+    """Learning rate at the end as a fraction of the peak (1 = constant after warm-up, so that late transitions are not frozen by the decay)."""
     num_checkpoints: int = 24
     """Log-spaced checkpoints."""
     eval_size: int = 1024
@@ -258,7 +260,10 @@ def main(cfg: Config) -> dict:
             break
         t0 = time.perf_counter()
         for group in optimiser.param_groups:
-            group["lr"] = warmup_cosine_lr(step, peak_lr=cfg.peak_lr, num_steps=cfg.num_steps, warmup_steps=cfg.warmup_steps)
+            group["lr"] = warmup_cosine_lr(
+                step, peak_lr=cfg.peak_lr, num_steps=cfg.num_steps, warmup_steps=cfg.warmup_steps,
+                final_fraction=cfg.final_lr_fraction,
+            )
         tasks = sample_tasks(member_sizes, cfg.batch_size, data_generator, dim=dim, task_pool=pool)
         batch = sample_icl_batch(tasks, k, s2, data_generator)  # (E, B, K, ·)
         predictions = ensemble(tokenize_icl(batch.xs, batch.ys))
@@ -381,7 +386,7 @@ def main(cfg: Config) -> dict:
         s = summaries[lab]
         f = s["final"]
         print(f"{lab:>6} {f['dist_dmmse_pool']:12.4f} {f['dist_ridge_pool']:12.4f} {f['dist_dmmse_gaussian']:13.4f} "
-              f"{f['dist_ridge_gaussian']:13.4f} {s['ood_min_step']:>8} {s['ood_rise_after_min']:6.3f} "
+              f"{f['dist_ridge_gaussian']:13.4f} {str(s['ood_min_step']):>8} {s['ood_rise_after_min']:6.3f} "
               f"{s['ood_rise_spread_over_seeds']:6.3f} {s['llc_mean']:7.1f}")
     print(f"PCA explained variance of PC1, PC2: {explained[0]:.2f}, {explained[1]:.2f}; "
           f"ridge and dMMSE_M at opposite ends for M in {targets['pca_opposite_ends_at']}")
