@@ -27,7 +27,7 @@ scale at which λ̂ is measured, never of λ):
   ``nβ = n/log n``. With the empirical NLL of one dataset the estimate at the teacher carries an
   additional ``O(β)`` bias, ``−β ν`` (ν the singular fluctuation; ``d/2`` for a regular model): at
   ``n = 10^4`` about −10%. The ``empirical`` rows of the JSON show it on a few teachers.
-* Sampler: the full-batch SGLD proposal with a Metropolis test (MALA, :func:`toymodels.dln.run_mala`),
+* Sampler: the full-batch SGLD proposal with a Metropolis test (MALA, :class:`toymodels.samplers.MALA`),
   ``ε = step_fraction/(nβ h_ref)`` with ``h_ref`` the stiffest Gauss–Newton eigenvalue at the
   teacher (floored, :func:`toymodels.dln.dln_step_size`), run for a fixed diffusion time
   ``ε k = diffusion_time``, first half burn-in; γ = 1 as in the paper; many chains as one tensor;
@@ -186,7 +186,7 @@ def _measure(widths, center, stats, cfg: Config, nbeta: float, diffusion_time: f
                            localization=cfg.localization, sampler=sampler,
                            step_fraction=cfg.step_fraction, diffusion_time=diffusion_time,
                            num_chains=num_chains, seed=seed)
-    accepted = res.trace.observables.get("accepted")
+    accepted = res.trace.records.get("accepted")
     return dict(llc=res.llc_mean, mcse=res.mcse, chain_sd=res.llc_std, ess=res.ess, rhat=res.rhat,
                 step_size=res.step_size, nbeta=res.nbeta, sampler=sampler,
                 acceptance=float(accepted.mean()) if accepted is not None else None,

@@ -207,7 +207,7 @@ def main(cfg: Config) -> dict:
                                        if p["level"] > 0 else float(run["loss"][p["step"]])),
                        product_singular_values=sv.tolist(), llc=res.llc_mean, mcse=res.mcse,
                        llc_rel_error=res.llc_mean / float(lam) - 1,
-                       acceptance=float(res.trace.observables["accepted"].mean()),
+                       acceptance=float(res.trace.records["accepted"].mean()),
                        step_size=res.step_size, sampler_steps=res.num_burnin_steps + res.num_draws,
                        sampler_seconds=res.seconds)
             if cfg.larger_num_samples > 0 and p["rank"] in cfg.larger_plateaus:

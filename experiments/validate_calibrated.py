@@ -25,7 +25,7 @@ from toymodels import LLCResult, estimate_llc
 from toymodels.calibration import calibrate
 from toymodels.potentials import normal_crossing_potential, quadratic_potential
 
-__all__ = ["cases", "BIAS_TOLERANCE", "REL_MCSE"]
+__all__ = ["cases", "calibrated_run", "BIAS_TOLERANCE", "REL_MCSE"]
 
 BIAS_TOLERANCE = 0.01  #: relative step-size bias the calibration allows (95 % bound)
 REL_MCSE = 0.01  #: target Monte-Carlo standard error, relative to the estimate
@@ -33,15 +33,28 @@ NUM_CHAINS = 2000  #: many chains, few steps: the batched step costs little more
 #: chains per calibration grid point: a precise bias slope lets the rule take a larger step
 CALIBRATION_CHAINS = 64
 
-def _calibrated_run(potential, dim: int, nbeta: float, gamma: float, scale: float, seed: int):
-    chains = max(4, int(NUM_CHAINS * scale))
+def calibrated_run(potential, init: torch.Tensor, *, nbeta: float, gamma: float, num_chains: int,
+                   scale: float, seed: int, sampler: str = "sgld", log_prior=None,
+                   chain_init=None, calibration_chains: int = CALIBRATION_CHAINS):
+    """``(run, settings)`` of a case whose step size and schedule come from :func:`calibrate`.
+
+    The case gives only the physics (potential, ``w*``, nβ, γ, an optional prior and starting
+    points) and the number of chains; ``step_size="auto"``: the calibration's rule picks ε (for
+    MALA: dual averaging to acceptance 0.8), and :meth:`CalibrationResult.schedule` picks burn-in,
+    thinning and draws for an MCSE of ``REL_MCSE``. ``scale < 0.5`` (smoke runs) spends a token
+    calibration budget. ``chain_init`` is a callable ``chains -> (chains, d)`` of starting points,
+    used by the calibration and by the run.
+    """
+    chains = max(4, int(num_chains * scale))
     small = scale < 0.5  # smoke runs: a token calibration budget
 
     def run() -> LLCResult:
-        init = torch.zeros(dim, dtype=torch.float64)
-        cal = calibrate(potential, init=init, nbeta=nbeta, localization=gamma,
-                        tolerance=BIAS_TOLERANCE, seed=seed + 1,
-                        num_chains=8 if small else CALIBRATION_CHAINS, num_draws=40 if small else 400,
+        starts = chain_init(chains) if chain_init is not None else None
+        cal = calibrate(potential, init=init, nbeta=nbeta, localization=gamma, sampler=sampler,
+                        tolerance=BIAS_TOLERANCE, seed=seed + 1, log_prior=log_prior,
+                        chain_init=starts,
+                        num_chains=8 if small else calibration_chains,
+                        num_draws=40 if small else 400,
                         num_burnin_steps=40 if small else 400, max_rounds=1 if small else 4,
                         scan_steps=60 if small else 300)
         schedule = cal.schedule(chains, rel_mcse=REL_MCSE)
@@ -51,12 +64,18 @@ def _calibrated_run(potential, dim: int, nbeta: float, gamma: float, scale: floa
         # A token calibration (smoke runs) sees too few steps to find the tails of quartic
         # potentials, so its step size can be unstable there: drop diverging chains then, and
         # only then — at full budget a divergence is an error.
-        return estimate_llc(potential, init=init, nbeta=nbeta, localization=gamma,
-                            step_size="auto", calibration=cal, num_chains=chains, seed=seed,
-                            progress=False, on_divergence="drop" if small else "raise", **schedule)
+        result = estimate_llc(potential, init=init, nbeta=nbeta, localization=gamma,
+                              step_size="auto", calibration=cal, num_chains=chains, seed=seed,
+                              sampler=sampler, log_prior=log_prior, chain_init=starts,
+                              progress=False, on_divergence="drop" if small else "raise",
+                              **schedule)
+        final = result.trace.final_step_size  # MALA: the step size adaptation arrived at
+        result.settings_used = dict(step_size=float(final if final is not None else result.step_size),
+                                    **schedule)
+        return result
 
-    settings = dict(nbeta=nbeta, localization=gamma, step_size="auto", num_chains=chains,
-                    bias_tolerance=BIAS_TOLERANCE, rel_mcse=REL_MCSE)
+    settings = dict(nbeta=nbeta, localization=gamma, step_size="auto", sampler=sampler,
+                    num_chains=chains, bias_tolerance=BIAS_TOLERANCE, rel_mcse=REL_MCSE)
     return run, settings
 
 
@@ -66,7 +85,8 @@ def cases(scale: float = 1.0) -> list[ValidationCase]:
     for i, (name, k, h, nbeta, gamma) in enumerate(NORMAL_CROSSING_CASES):
         lam, m = learning_coefficient(k, h)
         pot = normal_crossing_potential(k, h)
-        run, settings = _calibrated_run(pot, pot.dim, nbeta, gamma, scale, seed=10 * i)
+        run, settings = calibrated_run(pot, torch.zeros(pot.dim, dtype=torch.float64), nbeta=nbeta,
+                                       gamma=gamma, num_chains=NUM_CHAINS, scale=scale, seed=10 * i)
 
         def target(k=k, h=h, nbeta=nbeta, gamma=gamma) -> float:
             return finite_temperature_llc(k, h, nbeta=nbeta, localization=gamma, box=None)
@@ -75,7 +95,8 @@ def cases(scale: float = 1.0) -> list[ValidationCase]:
                                   multiplicity=m, target=target, run=run, settings=settings))
     eigenvalues, nbeta, gamma = QUADRATIC_CASE
     pot = quadratic_potential(torch.diag(torch.tensor(eigenvalues, dtype=torch.float64)))
-    run, settings = _calibrated_run(pot, 5, nbeta, gamma, scale, seed=100)
+    run, settings = calibrated_run(pot, torch.zeros(5, dtype=torch.float64), nbeta=nbeta, gamma=gamma,
+                                   num_chains=NUM_CHAINS, scale=scale, seed=100)
     out.append(ValidationCase(
         name="localized quadratic d=5 [auto]", group="calibrated",
         llc=regular_learning_coefficient(5)[0], multiplicity=1, run=run, settings=settings,

@@ -7,12 +7,16 @@
   ``a_i`` at the truth (:func:`theory.regular.localized_llc`); at ``nβ = 10^4`` the quartic
   corrections to it are ``O(1/nβ)``. Sampled through the generic path,
   ``estimate_llc(dln_potential(...), init=w*)``.
-* **The same with MALA at a large step.** ``ε nβ h_max = 1``, where SGLD's stationary law is off
-  by up to 1/(1 − 1/4) per stiff direction; the Metropolis test (:func:`toymodels.dln.run_mala`)
-  removes that bias.
+* **The same with MALA** (:class:`toymodels.samplers.MALA`): the Metropolis test removes the
+  step-size bias whatever ε the adaptation arrives at.
 * **Reduced-rank regression at rank 0** (devinterp's cases (M, H, N) = (4, 3, 8) and (3, 8, 4),
   both m = 1, λ = 6): no exact finite-temperature value is known, so the estimate is compared
   with λ itself at 5% (devinterp accepts 40%) and no z-test is applied. MALA from ``w* = 0``.
+
+No case sets a step size or a schedule: ``step_size="auto"`` (for SGLD the calibration's bias
+rule, for MALA dual averaging to acceptance 0.8) and the calibration's schedule for an MCSE of 1%
+(experiments/validate_calibrated.py, :func:`calibrated_run`). A case gives the physics (widths,
+truth, nβ, γ), the sampler and the number of chains.
 """
 
 from __future__ import annotations
@@ -21,22 +25,17 @@ import math
 
 import torch
 
+from experiments.validate_calibrated import calibrated_run
 from experiments.validation import ValidationCase
 from theory.dln import learning_coefficient
 from theory.regular import localized_llc
-from toymodels import estimate_llc, llc_from_trace
 from toymodels.dln import (
-    DLNObjective,
     SufficientStatistics,
     dln_potential,
-    dln_step_size,
-    estimate_dln_llc,
     gauss_newton_eigenvalues,
     input_covariance,
-    run_mala,
     teacher_from_product,
 )
-from toymodels.sgld import SGLDHyperparameters
 
 __all__ = ["cases"]
 
@@ -62,43 +61,15 @@ def _morse_bott_target() -> float:
     return localized_llc(positive, nbeta=_MB_NBETA, localization=_MB_GAMMA)
 
 
-def _morse_bott_sgld(scale: float) -> ValidationCase:
+def _morse_bott(sampler: str, scale: float) -> ValidationCase:
     point, stats = _morse_bott_point()
-    eps, _ = dln_step_size(_MB_WIDTHS, point.flat, stats.input_moment, nbeta=_MB_NBETA,
-                           step_fraction=0.02)
-    settings = dict(nbeta=_MB_NBETA, localization=_MB_GAMMA, step_size=eps,
-                    num_chains=max(4, int(300 * scale)), num_burnin_steps=2000,
-                    num_draws=max(20, int(3000 * scale)), num_steps_bw_draws=1)
+    run, settings = calibrated_run(dln_potential(_MB_WIDTHS, stats), point.flat, nbeta=_MB_NBETA,
+                                   gamma=_MB_GAMMA, num_chains=300, scale=scale, seed=0,
+                                   sampler=sampler)
     lam, m = learning_coefficient(_MB_WIDTHS, 2)
-
-    def run():
-        return estimate_llc(dln_potential(_MB_WIDTHS, stats), init=point.flat, seed=0,
-                            progress=False, **settings)
-
-    return ValidationCase(name="DLN (3,2,4) r=2 Morse-Bott, SGLD", group="deep linear network",
-                          llc=lam, multiplicity=m, target=_morse_bott_target, run=run,
-                          settings=settings)
-
-
-def _morse_bott_mala(scale: float) -> ValidationCase:
-    point, stats = _morse_bott_point()
-    eps, _ = dln_step_size(_MB_WIDTHS, point.flat, stats.input_moment, nbeta=_MB_NBETA,
-                           step_fraction=1.0)
-    settings = dict(nbeta=_MB_NBETA, localization=_MB_GAMMA, step_size=eps, sampler="mala",
-                    num_chains=max(4, int(400 * scale)), num_burnin_steps=300,
-                    num_draws=max(20, int(800 * scale)))
-    lam, m = learning_coefficient(_MB_WIDTHS, 2)
-
-    def run():
-        objective = DLNObjective(_MB_WIDTHS, stats, point.flat)
-        trace = run_mala(objective, hyper=SGLDHyperparameters(eps, _MB_NBETA, _MB_GAMMA),
-                         num_chains=settings["num_chains"], num_draws=settings["num_draws"],
-                         num_burnin_steps=settings["num_burnin_steps"], seed=0)
-        return llc_from_trace(trace, seed=0)
-
-    return ValidationCase(name="DLN (3,2,4) r=2, MALA at ε·nβ·h=1", group="deep linear network",
-                          llc=lam, multiplicity=m, target=_morse_bott_target, run=run,
-                          settings=settings)
+    return ValidationCase(name=f"DLN (3,2,4) r=2 Morse-Bott, {sampler.upper()} [auto]",
+                          group="deep linear network", llc=lam, multiplicity=m,
+                          target=_morse_bott_target, run=run, settings=settings)
 
 
 def _rrr_case(widths, scale: float) -> ValidationCase:
@@ -107,21 +78,18 @@ def _rrr_case(widths, scale: float) -> ValidationCase:
     lam, m = learning_coefficient(widths, 0)
     stats = SufficientStatistics.population(torch.zeros(N, M, dtype=torch.float64),
                                             input_covariance(M), 1.0)
-    settings = dict(nbeta=nbeta, localization=1.0, sampler="mala", step_fraction=0.1,
-                    diffusion_time=0.3, num_chains=max(4, int(16 * scale)))
-
-    def run():
-        return estimate_dln_llc(widths, torch.zeros(M * H + H * N, dtype=torch.float64), stats,
-                                seed=0, **settings)
-
-    return ValidationCase(name=f"RRR {widths} rank 0 (devinterp)", group="deep linear network",
-                          llc=lam, multiplicity=m, target=lambda: float(lam), run=run,
-                          settings=settings, rel_tol=0.05, z_tol=math.inf)
+    run, settings = calibrated_run(dln_potential(widths, stats),
+                                   torch.zeros(M * H + H * N, dtype=torch.float64), nbeta=nbeta,
+                                   gamma=1.0, num_chains=64, scale=scale, seed=0, sampler="mala")
+    return ValidationCase(name=f"RRR {widths} rank 0 (devinterp) [auto]",
+                          group="deep linear network", llc=lam, multiplicity=m,
+                          target=lambda: float(lam), run=run, settings=settings, rel_tol=0.05,
+                          z_tol=math.inf)
 
 
 def cases(scale: float = 1.0) -> list[ValidationCase]:
     """The DLN validation cases; ``scale`` multiplies chains and draws (smaller is faster)."""
     if not scale > 0:
         raise ValueError(f"scale must be > 0, got {scale!r}")
-    return [_morse_bott_sgld(scale), _morse_bott_mala(scale),
+    return [_morse_bott("sgld", scale), _morse_bott("mala", scale),
             _rrr_case((4, 3, 8), scale), _rrr_case((3, 8, 4), scale)]

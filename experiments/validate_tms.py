@@ -8,7 +8,10 @@ exact TMS loss and its quadratic model give the same estimate to 1e-4 under iden
 experiments/tms_kgon_llc.py), and the exactly flat directions — the rotation orbit and the dead
 column of the 5-gon — contribute 0 as long as the chains stay in the flat region, which γ = 1000
 ensures (the dead column's W_d has sd 1/√γ ≈ 0.03, while the region extends to |W_d| ≈ 0.24).
-The step size keeps the SGLD discretisation bias near 0.6% (ε(ta + γ)/4 summed over directions).
+The step size and the schedule are not set per case: ``step_size="auto"`` (:func:`toymodels.calibrate`,
+the largest ε whose fitted step-size bias is within 1%) and the calibration's schedule for an MCSE
+of 1% (experiments/validate_calibrated.py, :func:`calibrated_run`). A case gives only the physics
+(nβ, γ) and the number of chains.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from experiments.validate_calibrated import calibrated_run
 from experiments.validation import ValidationCase
 from theory.regular import localized_llc
 from theory.tms import (
@@ -24,37 +28,28 @@ from theory.tms import (
     kgon_learning_coefficient,
     population_loss_hessian,
 )
-from toymodels import LLCResult, estimate_llc
 from toymodels.tms import population_loss
 
 __all__ = ["cases"]
 
-#: (k, σ) at c = 6; nβ, γ, ε, chains, burn-in, draws, steps between draws.
 _C = 6
-_POINTS = [(5, 0), (5, 1), (6, 0)]
-# The MCSE is set by the slow directions: Σ_i 1/(ε(t a_i + γ)) ≈ 3100 steps of integrated
-# autocorrelation at the 6-gon, so 200 chains × 3000 draws give an MCSE near 0.85%.
-_SETTINGS = dict(nbeta=1e6, localization=1000.0, step_size=5e-8, num_chains=200,
-                 num_burnin_steps=2000, num_draws=3000, num_steps_bw_draws=1)
+_POINTS = [(5, 0), (5, 1), (6, 0)]  # (k, σ) at c = 6
+_NBETA, _GAMMA, _CHAINS = 1e6, 1000.0, 200
 
 
 def _kgon_case(k: int, sigma: int, scale: float) -> ValidationCase:
     W, b = kgon_critical_point(k, _C, sigma)
     w_star = torch.tensor(flatten_params(W, b))
     lam = kgon_learning_coefficient(k, _C, sigma)
-    settings = dict(_SETTINGS)
-    settings["num_chains"] = max(4, int(settings["num_chains"] * scale))
-    settings["num_draws"] = max(20, int(settings["num_draws"] * scale))
     label = f"{k}" + "+" * sigma
-
-    def run() -> LLCResult:
-        return estimate_llc(population_loss, init=w_star, seed=0, progress=False, **settings)
+    run, settings = calibrated_run(population_loss, w_star, nbeta=_NBETA, gamma=_GAMMA,
+                                   num_chains=_CHAINS, scale=scale, seed=0)
 
     def target() -> float:
         eig = np.clip(np.linalg.eigvalsh(population_loss_hessian(W, b)), 0, None)
-        return localized_llc(eig, nbeta=settings["nbeta"], localization=settings["localization"])
+        return localized_llc(eig, nbeta=_NBETA, localization=_GAMMA)
 
-    return ValidationCase(name=f"TMS {label}-gon c=6 (quadratic)", group="tms", llc=lam,
+    return ValidationCase(name=f"TMS {label}-gon c=6 [auto]", group="tms", llc=lam,
                           multiplicity=1, target=target, run=run,
                           settings=dict(settings, point=label, c=_C))
 

@@ -188,6 +188,8 @@ def run_validation(
             estimate=result.llc_mean, mcse=result.mcse, ess=result.ess, rhat=result.rhat,
             rel_error=rel, z=z, rel_tol=case.rel_tol, z_tol=case.z_tol, passed=bool(ok),
             seconds=result.seconds, settings=case.settings,
+            # what "auto" chose: ε (MALA: the adapted one) and the schedule
+            chosen=getattr(result, "settings_used", None),
             dropped_chains=result.dropped_chains,
         )
         rows.append(row)

@@ -189,3 +189,17 @@ def test_smoke_error_budget(tmp_path):
     assert small > full
     rows = report["step_size"]["rows"]
     assert all(r["exact_bias"] > 0 for r in rows)
+
+
+def test_calibration_chains_start_on_chain_init():
+    # no burn-in and four draws: the first draw is the starting point itself, so chains started at
+    # w = 3 (nβ L = 9000) must show it in every grid row, and chains at w* must not
+    kw = dict(init=torch.zeros(1, dtype=F64), nbeta=1000.0, localization=1.0, step_sizes=[1e-4, 5e-5],
+              num_chains=4, num_draws=4, num_burnin_steps=0, max_rounds=1)
+    far = calibrate(W2, chain_init=torch.full((2, 1), 3.0, dtype=F64), **kw)
+    near = calibrate(W2, **kw)
+    grid = lambda cal: [r for r in cal.table if r["stage"] == "grid"]  # noqa: E731
+    assert all(r["llc_mean"] > 1000 for r in grid(far))
+    assert all(r["llc_mean"] < 10 for r in grid(near))
+    with pytest.raises(ValueError, match="chain_init must have shape"):
+        calibrate(W2, chain_init=torch.zeros(3, dtype=F64), **kw)

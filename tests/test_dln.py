@@ -27,12 +27,12 @@ from toymodels.dln import (
     num_parameters,
     product_matrix,
     random_teacher,
-    run_mala,
     teacher_from_product,
     unflatten_layers,
 )
 from toymodels.objective import Objective, PotentialObjective
 from toymodels.potentials import quadratic_potential
+from toymodels.sampling import run_chains
 from toymodels.sgld import SGLDHyperparameters
 
 F64 = torch.float64
@@ -287,8 +287,8 @@ def _gaussian_mala(step_fraction, chains, draws):
     objective = PotentialObjective(quadratic_potential(torch.diag(torch.tensor(eigenvalues, dtype=F64))),
                                    torch.zeros(3, dtype=F64))
     eps = step_fraction / (nbeta * max(eigenvalues))
-    trace = run_mala(objective, hyper=SGLDHyperparameters(eps, nbeta, gamma), num_chains=chains,
-                     num_draws=draws, num_burnin_steps=200, seed=1)
+    trace = run_chains(objective, hyper=SGLDHyperparameters(eps, nbeta, gamma), num_chains=chains,
+                       num_draws=draws, num_burnin_steps=200, seed=1, sampler="mala")
     return llc_from_trace(trace), localized_llc(eigenvalues, nbeta=nbeta, localization=gamma), trace
 
 
@@ -298,7 +298,7 @@ def test_mala_is_exact_on_a_gaussian_at_a_step_where_sgld_is_biased():
     result, exact, trace = _gaussian_mala(2.0, chains=400, draws=400)
     assert abs(result.llc_mean - exact) < 4 * result.mcse
     assert abs(result.llc_mean / exact - 1) < 0.03
-    accepted = trace.observables["accepted"]
+    accepted = trace.records["accepted"]
     assert accepted.shape == (400, 400) and 0.2 < accepted.mean() < 0.99
 
 
@@ -310,8 +310,8 @@ def test_mala_rejects_non_finite_proposals_instead_of_diverging():
 
     potential.batched = True
     objective = PotentialObjective(potential, torch.zeros(2, dtype=F64))
-    trace = run_mala(objective, hyper=SGLDHyperparameters(0.5, 1.0, 0.0), num_chains=50,
-                     num_draws=200, seed=0)
+    trace = run_chains(objective, hyper=SGLDHyperparameters(0.5, 1.0, 0.0), num_chains=50,
+                       num_draws=200, seed=0, sampler="mala")
     assert np.isfinite(trace.loss).all() and (trace.loss < 1.0).all()
     assert trace.final_params.norm(dim=-1).max() < 1.0
 

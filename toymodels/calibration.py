@@ -373,6 +373,7 @@ def calibrate(
     target_accept: float = 0.8,
     progress: bool = False,
     num_threads: int | None = None,
+    chain_init: torch.Tensor | None = None,
 ) -> CalibrationResult:
     """Choose the step size by the documented rule (module docstring), from short batched runs.
 
@@ -392,6 +393,9 @@ def calibrate(
             continue for twice as many draws, at most ``max_rounds`` rounds in all.
         scan_chains, scan_steps: per point of the stability scan.
         target_accept: for ``sampler="mala"``: the acceptance rate the adaptation aims at.
+        chain_init: optional ``(k, d)`` starting points (e.g. draws from an annealing ladder when
+            the posterior is far from ``w*``); every run of the calibration starts its chains on
+            them in turn (chain ``i`` at row ``i mod k``). Default: every chain at ``w*``.
 
     Returns:
         A :class:`CalibrationResult`; ``result.settings()`` gives the keyword arguments for
@@ -419,6 +423,7 @@ def calibrate(
     for v in gammas:
         SGLDHyperparameters(1.0, 1.0, v)
     mask = _resolve_mask(objective, restrict_to)
+    starts = _check_starts(chain_init, objective)
     settings = [(b, g) for b in nbetas for g in gammas]
     common = dict(seed=seed, log_prior=log_prior, mask=mask, progress=progress,
                   num_threads=num_threads)
@@ -432,10 +437,13 @@ def calibrate(
                                num_chains=num_chains, num_draws=num_draws, num_burnin_steps=burn,
                                num_steps_bw_draws=num_steps_bw_draws, sampler="mala",
                                sampler_options=dict(sampler_options or {}, adapt_steps=burn,
-                                                    target_accept=target_accept), **common)
+                                                    target_accept=target_accept),
+                               chain_init=_tile(starts, num_chains), **common)
             row = _group_row(trace, np.ones(trace.num_chains, dtype=bool), b, g, trace.final_step_size,
                              "grid", trace.full_batch)
             row["used_in_fit"] = True
+            row.update(draws=num_draws, steps_bw_draws=num_steps_bw_draws,
+                       steps=burn + num_draws * num_steps_bw_draws)
             table.append(row)
             choices.append(CalibrationChoice(
                 nbeta=b, localization=g, step_size=trace.final_step_size,
@@ -460,7 +468,8 @@ def calibrate(
                 break
             points = [(centre[s] * 4.0 ** k, s) for s in pending for k in range(-4, 5)]
             trace = _grid_run(objective, points, scan_chains, scan_steps // 2, scan_steps // 2, 1,
-                              sampler, sampler_options, common)
+                              sampler, sampler_options, common,
+                              chain_init=_tile(starts, len(points) * scan_chains))
             still = []
             for s in pending:
                 rows = [_group_row(trace, _select(trace, e, *s), s[0], s[1], e, "scan", trace.full_batch,
@@ -500,7 +509,7 @@ def calibrate(
     points = [(e, s) for s in settings for e in grids[s]]
     total = len(points) * num_chains
     ever_bad = np.zeros(total, dtype=bool)
-    chain_init, burn, draws = None, num_burnin_steps, num_draws
+    chain_init, burn, draws = _tile(starts, total), num_burnin_steps, num_draws
     for round_ in range(max_rounds):
         trace = _grid_run(objective, points, num_chains, burn, draws, num_steps_bw_draws, sampler,
                           sampler_options, common, chain_init=chain_init, seed_offset=round_)
@@ -527,7 +536,8 @@ def calibrate(
                      for s in settings)
         if enough or round_ == max_rounds - 1:
             break
-        start_points = objective.center.expand(total, -1).clone()
+        start_points = (objective.center.expand(total, -1).clone() if starts is None
+                        else _tile(starts, total))
         start_points[trace.kept_chains] = trace.final_params.to(start_points.dtype)
         chain_init = start_points
         burn = num_burnin_steps if sampler != "sgld" else 0
@@ -564,6 +574,26 @@ def calibrate(
     return CalibrationResult(sampler=sampler, rule=RULE, tolerance=tolerance, choices=choices,
                              table=table, seconds=time.perf_counter() - start,
                              sampler_options=dict(sampler_options or {}))
+
+
+def _check_starts(chain_init, objective) -> torch.Tensor | None:
+    if chain_init is None:
+        return None
+    starts = torch.as_tensor(chain_init, dtype=objective.center.dtype, device=objective.center.device)
+    d = objective.center.numel()
+    if starts.dim() != 2 or starts.shape[1] != d or starts.shape[0] < 1:
+        raise ValueError(f"chain_init must have shape (k, d) with d = {d} (k starting points, used "
+                         f"in turn), got {tuple(starts.shape)}")
+    if not torch.isfinite(starts).all():
+        raise ValueError("chain_init contains non-finite values")
+    return starts
+
+
+def _tile(starts: torch.Tensor | None, n: int) -> torch.Tensor | None:
+    """``n`` starting points taken from the rows of ``starts`` in turn (None: every chain at w*)."""
+    if starts is None:
+        return None
+    return starts[torch.arange(n, device=starts.device) % starts.shape[0]].clone()
 
 
 def _grid_run(objective, points, chains, burnin, draws, bw, sampler, sampler_options, common,

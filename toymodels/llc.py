@@ -306,7 +306,8 @@ def estimate_llc(
         on_divergence: ``"raise"`` (default) stops with an error naming the chains and the step;
             ``"drop"`` drops those chains and lists them in ``result.dropped_chains``.
         progress: show a tqdm progress bar.
-        chain_init: optional ``(num_chains, d)`` starting points (default: every chain at ``w*``).
+        chain_init: optional ``(num_chains, d)`` starting points (default: every chain at ``w*``);
+            with ``step_size="auto"`` the calibration's chains start on them too.
         num_threads: torch threads during sampling (default: 1 for a potential, torch's setting
             for a network); see :func:`toymodels.run_sgld`.
         sampler: ``"sgld"`` (default), ``"sgnht"``, ``"rmsprop_sgld"`` or ``"mala"`` (exact
@@ -346,7 +347,7 @@ def estimate_llc(
                     target, init=init, data=data, loss_fn=loss_fn, nbeta=nbeta,
                     localization=localization, sampler=sampler, sampler_options=sampler_options,
                     batch_size=batch_size, seed=seed + 1, log_prior=log_prior,
-                    restrict_to=restrict_to, num_threads=num_threads)
+                    restrict_to=restrict_to, num_threads=num_threads, chain_init=chain_init)
             elif calibration.sampler != sampler:
                 raise ValueError(f"the calibration was made for sampler {calibration.sampler!r}, "
                                  f"not {sampler!r}; calibrate again with sampler={sampler!r}")
