@@ -424,3 +424,21 @@ def test_smoke_icl_task_diversity(tmp_path):
     # dMMSE_1 on its own pool is exact up to noise: its pool loss is near σ².
     assert abs(result["reference_losses"]["1"]["dmmse_pool"] - 0.125) < 0.05
     assert len(result["pca"]["explained_variance_ratio"]) == 2
+
+
+def test_transient_ridge_test_on_synthetic_curves():
+    from experiments.icl_task_diversity import transient_ridge
+
+    dip = np.array([[4.5, 3.0, 3.3], [4.4, 3.1, 3.4]])  # falls, then both seeds rise by 0.3
+    t_min, rise, spread, side, transient = transient_ridge(dip, threshold=4.0)
+    assert t_min == 1 and rise == pytest.approx(0.3) and spread == pytest.approx(0.0, abs=1e-12)
+    assert transient and side.tolist() == [False, True, True]
+    # the same rise, but one seed falls while the other rises: not beyond 3× the spread
+    noisy = np.array([[4.5, 3.0, 3.9], [4.4, 3.1, 2.8]])
+    assert not transient_ridge(noisy, threshold=4.0)[4]
+    # monotone decrease: the minimum is the last checkpoint
+    assert not transient_ridge(np.array([[4.5, 3.0, 2.0], [4.4, 3.1, 2.1]]), threshold=4.0)[4]
+    # nothing below the threshold (the model never beats dMMSE_M or the zero predictor)
+    assert transient_ridge(dip, threshold=2.5)[0] is None
+    # one seed: no spread, so no claim
+    assert not transient_ridge(dip[:1], threshold=4.0)[4]
