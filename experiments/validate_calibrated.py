@@ -57,10 +57,10 @@ def calibrated_run(potential, init: torch.Tensor, *, nbeta: float, gamma: float,
                         num_draws=40 if small else 400,
                         num_burnin_steps=40 if small else 400, max_rounds=1 if small else 4,
                         scan_steps=60 if small else 300)
-        schedule = cal.schedule(chains, rel_mcse=REL_MCSE)
-        if small:
-            schedule = dict(num_burnin_steps=min(schedule["num_burnin_steps"], 200),
-                            num_draws=50, num_steps_bw_draws=1)
+        if small:  # a token calibration may have no mixed grid point to scale a schedule from
+            schedule = dict(num_burnin_steps=200, num_draws=50, num_steps_bw_draws=1)
+        else:
+            schedule = cal.schedule(chains, rel_mcse=REL_MCSE)
         # A token calibration (smoke runs) sees too few steps to find the tails of quartic
         # potentials, so its step size can be unstable there: drop diverging chains then, and
         # only then — at full budget a divergence is an error.
