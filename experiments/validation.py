@@ -243,11 +243,16 @@ def _plot(rows: list[dict], path: str | Path) -> None:
                  xerr=[300 * r["mcse"] / r["target"] for r in rows], fmt="o", ms=4, capsize=2)
     tol = 100 * rows[0]["rel_tol"]
     ax2.axvspan(-tol, tol, color="g", alpha=0.12, label=f"±{tol:.0f}% tolerance")
+    # cases with their own tolerance (e.g. against λ itself) get it marked on their row
+    other = [(i, 100 * r["rel_tol"]) for i, r in enumerate(rows) if 100 * r["rel_tol"] != tol]
+    for k, (i, t) in enumerate(other):
+        ax2.plot([-t, t], [i, i], "|", color="g", ms=9, mew=1.5,
+                 label="own tolerance" if k == 0 else None)
     ax2.axvline(0, color="k", lw=0.8)
     ax2.set_yticks(list(y), [r["case"] for r in rows], fontsize=7)
     ax2.invert_yaxis()
     ax2.set_xlabel("relative error of λ̂ [%] (bars: 3 MCSE)")
-    ax2.legend(fontsize=8, loc="lower right")
+    ax2.legend(fontsize=8, loc="lower right", framealpha=0.6)
     fig.suptitle("toymodels validate: LLC estimates against exact finite-temperature targets")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
