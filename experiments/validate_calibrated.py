@@ -64,15 +64,11 @@ def calibrated_run(potential, init: torch.Tensor, *, nbeta: float, gamma: float,
         # A token calibration (smoke runs) sees too few steps to find the tails of quartic
         # potentials, so its step size can be unstable there: drop diverging chains then, and
         # only then — at full budget a divergence is an error.
-        result = estimate_llc(potential, init=init, nbeta=nbeta, localization=gamma,
-                              step_size="auto", calibration=cal, num_chains=chains, seed=seed,
-                              sampler=sampler, log_prior=log_prior, chain_init=starts,
-                              progress=False, on_divergence="drop" if small else "raise",
-                              **schedule)
-        final = result.trace.final_step_size  # MALA: the step size adaptation arrived at
-        result.settings_used = dict(step_size=float(final if final is not None else result.step_size),
-                                    **schedule)
-        return result
+        return estimate_llc(potential, init=init, nbeta=nbeta, localization=gamma,
+                            step_size="auto", calibration=cal, num_chains=chains, seed=seed,
+                            sampler=sampler, log_prior=log_prior, chain_init=starts,
+                            progress=False, on_divergence="drop" if small else "raise",
+                            **schedule)
 
     settings = dict(nbeta=nbeta, localization=gamma, step_size="auto", sampler=sampler,
                     num_chains=chains, bias_tolerance=BIAS_TOLERANCE, rel_mcse=REL_MCSE)

@@ -190,8 +190,7 @@ def run_validation(
             estimate=result.llc_mean, mcse=result.mcse, ess=result.ess, rhat=result.rhat,
             rel_error=rel, z=z, rel_tol=case.rel_tol, z_tol=case.z_tol, passed=bool(ok),
             seconds=case_seconds, sampling_seconds=result.seconds, settings=case.settings,
-            # what "auto" chose: ε (MALA: the adapted one) and the schedule
-            chosen=getattr(result, "settings_used", None),
+            chosen=_chosen(result),
             dropped_chains=result.dropped_chains,
         )
         rows.append(row)
@@ -215,6 +214,15 @@ def run_validation(
     if figure_path is not None and rows:
         _plot(rows, figure_path)
     return report
+
+
+def _chosen(result: LLCResult) -> dict:
+    """The step size the run used (MALA: where its adaptation arrived; "auto": the calibration's
+    choice) and its schedule."""
+    final = result.trace.final_step_size if result.trace is not None else None
+    return dict(step_size=float(final if final is not None else result.step_size),
+                num_burnin_steps=result.num_burnin_steps, num_draws=result.num_draws,
+                num_steps_bw_draws=result.num_steps_bw_draws)
 
 
 def _plot(rows: list[dict], path: str | Path) -> None:
