@@ -7,7 +7,12 @@ import torch
 import torch.nn.functional as F
 
 from experiments.bench_llc import Config, format_table, main, network_problem
-from toymodels.objective import CompiledLossAndGrad, ModuleObjective, _bmm_for_small_or_shared
+from toymodels.objective import (
+    CompiledLossAndGrad,
+    ModuleObjective,
+    _bmm_for_small_or_shared,
+    _bmm_samples_innermost,
+)
 from toymodels.sampling import run_sgld
 from toymodels.sgld import SGLDHyperparameters
 
@@ -57,7 +62,7 @@ def test_compiled_objective_matches_eager_in_float64(monkeypatch):
     eager = ModuleObjective(model, x, y, F.mse_loss, compile=False)
     compiled = ModuleObjective(model, x, y, F.mse_loss, compile=True)
     _compare(eager, compiled, _random_params(eager, 7))
-    assert "4 chunk(s) of 2 chains" in compiled.compile_status
+    assert "4 chunk(s) of 2 chains, samples innermost" in compiled.compile_status
 
     hyper = SGLDHyperparameters(step_size=1e-3, nbeta=20.0, localization=1.0)
     runs = {}
@@ -100,8 +105,8 @@ def test_compile_failure_or_disagreement_falls_back_to_eager(monkeypatch):
 
     monkeypatch.setattr(CompiledLossAndGrad, "__init__", fake_init)
     monkeypatch.setattr(CompiledLossAndGrad, "__call__",
-                        lambda self, p, x, y: (torch.zeros(p.shape[0], dtype=p.dtype),
-                                               torch.zeros_like(p)))
+                        lambda self, p, *data: (torch.zeros(p.shape[0], dtype=p.dtype),
+                                                torch.zeros_like(p)))
     objective = ModuleObjective(model, x, y, F.mse_loss, compile=True)
     got = objective.loss_and_grad(params, None)
     assert "compiled losses differ from eager" in objective.compile_status
@@ -127,6 +132,85 @@ def test_bmm_rewrites_are_exact(shape_a, shape_b, shared):
         assert shape_a[2] > CompiledLossAndGrad.SMALL_CONTRACTION and shared is None
         return
     torch.testing.assert_close(got, torch.bmm(a, b), rtol=1e-13, atol=1e-13)
+
+
+def _small_networks(name):
+    """Full-batch float64 problems with biases, activations and losses other than the benchmark's."""
+    from toymodels.tms import ChenTMS
+
+    g = torch.Generator().manual_seed(0)
+    if name == "tms":  # ReLU(x Wᵀ W + b), a bias added after the small contraction
+        W = torch.randn(2, 6, generator=g, dtype=torch.float64)
+        x = torch.rand(200, 6, generator=g, dtype=torch.float64)
+        return ChenTMS(W, -0.1 * torch.ones(6, dtype=torch.float64)), x, x, ChenTMS.loss_fn
+    torch.manual_seed(0)  # the layers' default initialisation
+    if name == "classifier":  # integer targets, cross-entropy
+        model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+        x = torch.randn(200, 4, generator=g, dtype=torch.float64)
+        return model.double(), x, torch.randint(3, (200,), generator=g), F.cross_entropy
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Softplus(), torch.nn.Linear(3, 2))
+    x = torch.randn(200, 3, generator=g, dtype=torch.float64)
+    return model.double(), x, torch.randn(200, 2, generator=g, dtype=torch.float64), F.huber_loss
+
+
+@pytest.mark.parametrize("name, layout", [
+    ("tms", "samples"),
+    ("classifier", "samples"),
+    ("tms", "features"),
+    pytest.param("huber", "samples", marks=pytest.mark.slow),
+])
+def test_compiled_layouts_match_eager_in_float64(name, layout):
+    """Both layouts compute the eager losses and gradients, to rounding, on networks with biases."""
+    model, x, y, loss_fn = _small_networks(name)
+    objective = ModuleObjective(model, x, y, loss_fn, compile=False)
+    compiled = CompiledLossAndGrad(objective, 5, torch.float64, torch.device("cpu"), layout=layout)
+    params = _random_params(objective, 5)
+    want_losses, want_grads = objective.loss_and_grad(params, None)
+    losses, grads = compiled(params)
+    torch.testing.assert_close(losses, want_losses, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(grads, want_grads, rtol=1e-12, atol=1e-14)
+
+
+def test_layout_rule_reads_only_shapes():
+    """Samples innermost for full-batch data of ≤ NARROW_DATA numbers per sample, else features."""
+    narrow = CompiledLossAndGrad.NARROW_DATA
+    model = torch.nn.Linear(narrow, 1)
+    x, y = torch.randn(20, narrow), torch.randn(20, 1)
+    choose = CompiledLossAndGrad.choose_layout
+    assert choose(ModuleObjective(model, x, y, F.mse_loss)) == "samples"
+    assert choose(ModuleObjective(model, x, y, F.mse_loss, batch_size=5)) == "features"
+    wide = torch.nn.Linear(narrow + 1, 1)
+    assert choose(ModuleObjective(wide, torch.randn(20, narrow + 1), y, F.mse_loss)) == "features"
+    objective = ModuleObjective(model, x, y, F.mse_loss, batch_size=5)
+    with pytest.raises(ValueError, match="full-batch"):
+        CompiledLossAndGrad(objective, 2, torch.float32, torch.device("cpu"), layout="samples")
+    with pytest.raises(ValueError, match="layout must be"):
+        CompiledLossAndGrad(objective, 2, torch.float32, torch.device("cpu"), layout="rows")
+
+
+@pytest.mark.parametrize("shape_a, shape_b, shared", [
+    ((5, 4, 40), (5, 40, 3), "a"),     # the data product X Wᵀ (and Xᵀ G): one mm, samples innermost
+    ((5, 40, 30), (5, 30, 20), "b"),   # shared right operand: one mm
+    ((5, 40, 3), (5, 3, 4), None),     # small contraction, the long axis first
+    ((5, 3, 3), (5, 3, 40), None),     # small contraction, the long axis last
+    ((5, 3, 40), (5, 40, 4), None),    # a weight gradient: long contraction into a small matrix
+    ((5, 30, 20), (5, 20, 25), None),  # none of these: left to BLAS
+])
+def test_samples_innermost_bmm_rewrites_are_exact(shape_a, shape_b, shared):
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(shape_a, generator=g, dtype=torch.float64)
+    b = torch.randn(shape_b, generator=g, dtype=torch.float64)
+    if shared == "a":
+        a = a[:1].expand(shape_a)
+    if shared == "b":
+        b = b[:1].expand(shape_b)
+    got = _bmm_samples_innermost(a, b)
+    if got is NotImplemented:
+        assert shape_a == (5, 30, 20)
+        return
+    torch.testing.assert_close(got, torch.bmm(a, b), rtol=1e-13, atol=1e-13)
+    if shape_a == (5, 40, 3) or shared == "a":  # the long axis (40) has stride 1
+        assert got.stride(1) == 1
 
 
 def test_bad_compile_argument_is_refused(monkeypatch):

@@ -298,8 +298,9 @@ class ModuleObjective(Objective):
             self.compile_mode = "never"
             self._compile_failed = True
         else:
-            self.compile_status = (f"compiled ({compiled.num_chunks} chunk(s) of "
-                                   f"{compiled.chunk} chains, {self.compile_seconds:.1f} s to compile)")
+            self.compile_status = (f"compiled ({compiled.num_chunks} chunk(s) of {compiled.chunk} "
+                                   f"chains, {compiled.layout} innermost, "
+                                   f"{self.compile_seconds:.1f} s to compile)")
         self._compiled[key] = compiled
         return compiled
 
