@@ -38,6 +38,21 @@ def test_smoke_bench_llc(tmp_path):
     assert "devinterp column off" in format_table(out["rows"], out["devinterp_note"])
 
 
+def test_smoke_bench_layouts(tmp_path):
+    from experiments.bench_layouts import Config as LayoutConfig
+    from experiments.bench_layouts import main as layouts_main
+
+    cfg = LayoutConfig(quick=True, out_dir=tmp_path, figure=tmp_path / "layouts.png", num_threads=1)
+    out = layouts_main(cfg)
+    saved = json.loads((tmp_path / "bench_layouts.json").read_text())
+    assert (tmp_path / "layouts.png").exists()
+    assert set(saved["rows"]) == {"linear 4-3-4", "classifier 4-16-3"}
+    for row in out["rows"].values():
+        assert row["samples_ms"] > 0 and row["features_ms"] > 0
+        assert row["ratio"] == pytest.approx(row["features_ms"] / row["samples_ms"])
+        assert row["rule"] == "samples"  # 4 numbers per sample, full batch
+
+
 def _random_params(objective, chains, seed=0):
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn(chains, objective.dim, generator=g, dtype=objective.dtype)

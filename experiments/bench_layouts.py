@@ -1,0 +1,179 @@
+"""Benchmark of the compiled objective's two memory layouts (no paper figure): samples innermost against features innermost.
+
+``CompiledLossAndGrad`` stores a full-batch network's activations with the sample axis innermost
+when the data have at most ``NARROW_DATA`` numbers per sample (``layout="samples"``), and in the
+natural order otherwise (``layout="features"``). This script is the evidence for that rule: it
+compiles both layouts for a set of small networks on full-batch data and times one loss-and-gradient
+call over all chains, interleaving the two layouts so that a change in the machine's speed hits
+both alike. The ratio ``features / samples`` (CPU seconds per call) is what the rule is about;
+above 1 the samples layout is faster.
+
+Networks (float32, ``n`` samples, Gaussian inputs unless said):
+
+* ``linear 4-3-4``: the 24-parameter linear network of ``bench_llc.py`` (a), mean-squared error;
+* ``TMS 6-2``: ``ReLU(x WᵀW + b)`` on sparse uniform inputs (``toymodels.tms.ChenTMS``);
+* ``DLN 5-4-3-5``: a three-layer linear network, mean-squared error;
+* ``MLP 2-32-32-1``: tanh, biases, mean-squared error;
+* ``softplus 3-3-2``: biases, Huber loss;
+* ``classifier 4-16-3``: ReLU, biases, cross-entropy on integer labels;
+* ``MLP 20-20-20``: tanh, biases, mean-squared error;
+* ``wide 64-8-1`` and ``wide 256-16-1``: ReLU, biases, mean-squared error (the rule's boundary).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from toymodels.objective import CompiledLossAndGrad, ModuleObjective
+from toymodels.tms import ChenTMS
+
+
+@dataclass
+class Config:
+    """Compiled-objective layout benchmark."""
+
+    quick: bool = False
+    """tiny budget for a smoke test: two networks, 8 chains, 2 timed calls"""
+    seed: int = 0
+    """seed of the data and of the initial parameters"""
+    num_chains: int = 256
+    """chains per call"""
+    num_samples: int = 1000
+    """n, the dataset size"""
+    repeats: int = 20
+    """timed calls per layout and network (after two warm-up calls)"""
+    num_threads: int = 2
+    """torch intra-op threads"""
+    out_dir: Path = Path("results")
+    """where bench_layouts.json is written"""
+    figure: Path = Path("figures/bench_layouts.png")
+    """the ratio features / samples per network"""
+
+
+def networks(n: int, seed: int) -> dict[str, tuple]:
+    """``name -> (model, inputs, targets, loss_fn)``, float32, full batch."""
+    g = torch.Generator().manual_seed(seed)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=g)
+
+    def mlp(*widths, act=nn.Tanh, bias=True):
+        layers = []
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+            layers.append(nn.Linear(a, b, bias=bias))
+            if i < len(widths) - 2 and act is not None:
+                layers.append(act())
+        model = nn.Sequential(*layers)
+        with torch.no_grad():  # seeded from g, not from torch's global generator
+            for p in model.parameters():
+                p.copy_(randn(*p.shape) / max(p.shape[-1], 1) ** 0.5)
+        return model
+
+    sparse = torch.rand(n, 6, generator=g) * (torch.rand(n, 6, generator=g) < 0.3)
+    x434 = randn(n, 4)
+    out = {
+        "linear 4-3-4": (mlp(4, 3, 4, act=None, bias=False), x434, x434 @ randn(4, 4), F.mse_loss),
+        "TMS 6-2": (ChenTMS(randn(2, 6), -0.1 * torch.ones(6)), sparse, sparse, ChenTMS.loss_fn),
+        "DLN 5-4-3-5": (mlp(5, 4, 3, 5, act=None, bias=False), randn(n, 5), randn(n, 5), F.mse_loss),
+        "MLP 2-32-32-1": (mlp(2, 32, 32, 1), randn(n, 2), randn(n, 1), F.mse_loss),
+        "softplus 3-3-2": (mlp(3, 3, 2, act=nn.Softplus), randn(n, 3), randn(n, 2), F.huber_loss),
+        "classifier 4-16-3": (mlp(4, 16, 3, act=nn.ReLU), randn(n, 4),
+                              torch.randint(3, (n,), generator=g), F.cross_entropy),
+        "MLP 20-20-20": (mlp(20, 20, 20), randn(n, 20), randn(n, 20), F.mse_loss),
+        "wide 64-8-1": (mlp(64, 8, 1, act=nn.ReLU), randn(n, 64), randn(n, 1), F.mse_loss),
+        "wide 256-16-1": (mlp(256, 16, 1, act=nn.ReLU), randn(n, 256), randn(n, 1), F.mse_loss),
+    }
+    return out
+
+
+def time_layouts(model, inputs, targets, loss_fn, *, chains: int, repeats: int, seed: int) -> dict:
+    """CPU milliseconds per call of each layout, interleaved, and the layout the rule picks."""
+    objective = ModuleObjective(model, inputs, targets, loss_fn, compile=False)
+    compiled = {layout: CompiledLossAndGrad(objective, chains, torch.float32, torch.device("cpu"),
+                                            layout=layout)
+                for layout in ("samples", "features")}
+    g = torch.Generator().manual_seed(seed)
+    params = objective.center + 0.1 * torch.randn(chains, objective.dim, generator=g)
+    for fn in compiled.values():  # warm-up
+        fn(params)
+        fn(params)
+    cpu = {layout: 0.0 for layout in compiled}
+    for _ in range(repeats):
+        for layout, fn in compiled.items():
+            start = time.process_time()
+            fn(params)
+            cpu[layout] += time.process_time() - start
+    ms = {layout: 1e3 * seconds / repeats for layout, seconds in cpu.items()}
+    return dict(parameters=objective.dim, per_sample=max(inputs[0].numel(), targets[0].numel()),
+                samples_ms=ms["samples"], features_ms=ms["features"],
+                ratio=ms["features"] / ms["samples"],
+                rule=CompiledLossAndGrad.choose_layout(objective))
+
+
+def main(cfg: Config) -> dict:
+    if cfg.quick:
+        cfg.num_chains, cfg.repeats, cfg.num_samples = 8, 2, 100
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.num_threads)
+    try:
+        problems = networks(cfg.num_samples, cfg.seed)
+        if cfg.quick:
+            problems = {k: problems[k] for k in ("linear 4-3-4", "classifier 4-16-3")}
+        rows = {}
+        for name, problem in problems.items():
+            rows[name] = time_layouts(*problem, chains=cfg.num_chains, repeats=cfg.repeats, seed=cfg.seed)
+            print(f"  {name}: {rows[name]['ratio']:.2f}", flush=True)
+    finally:
+        torch.set_num_threads(previous_threads)
+    print(format_table(rows, cfg))
+    out = dict(config={k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+               narrow_data=CompiledLossAndGrad.NARROW_DATA, rows=rows)
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    (cfg.out_dir / "bench_layouts.json").write_text(json.dumps(out, indent=2))
+    plot(rows, cfg)
+    return out
+
+
+def format_table(rows: dict, cfg: Config) -> str:
+    lines = [f"CPU ms per loss-and-gradient call, {cfg.num_chains} chains, n = {cfg.num_samples}, "
+             f"{cfg.num_threads} thread(s); ratio = features / samples (> 1: samples faster)",
+             f"{'network':20s} {'params':>6s} {'per sample':>10s} {'samples':>9s} {'features':>9s} "
+             f"{'ratio':>6s}  rule"]
+    for name, r in rows.items():
+        lines.append(f"{name:20s} {r['parameters']:6d} {r['per_sample']:10d} {r['samples_ms']:9.2f} "
+                     f"{r['features_ms']:9.2f} {r['ratio']:6.2f}  {r['rule']}")
+    return "\n".join(lines)
+
+
+def plot(rows: dict, cfg: Config) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(rows)
+    ratios = [rows[k]["ratio"] for k in names]
+    colors = ["tab:blue" if rows[k]["rule"] == "samples" else "tab:gray" for k in names]
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(names) + 1.2))
+    ax.barh(names[::-1], ratios[::-1], color=colors[::-1])
+    ax.axvline(1.0, color="k", lw=0.8)
+    ax.set_xlabel("CPU time, features innermost / samples innermost")
+    ax.set_title(f"compiled loss and gradient, {cfg.num_chains} chains, n = {cfg.num_samples}\n"
+                 "blue: the rule picks samples innermost; gray: features")
+    fig.tight_layout()
+    cfg.figure.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(cfg.figure, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    import tyro
+
+    main(tyro.cli(Config))
