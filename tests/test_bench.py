@@ -115,7 +115,7 @@ def test_compile_failure_or_disagreement_falls_back_to_eager(monkeypatch):
     assert all(torch.equal(a, b) for a, b in zip(got, want))
     assert objective.compile(5) is False  # one failure is final
 
-    def fake_init(self, objective, num_chains, dtype, device):  # no compilation needed here
+    def fake_init(self, objective, num_chains, dtype, device, layout=None):  # no compiling here
         self.objective, self.batched_data, self.chunk, self.num_chunks = objective, False, num_chains, 1
 
     monkeypatch.setattr(CompiledLossAndGrad, "__init__", fake_init)
@@ -184,6 +184,32 @@ def test_compiled_layouts_match_eager_in_float64(name, layout):
     losses, grads = compiled(params)
     torch.testing.assert_close(losses, want_losses, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(grads, want_grads, rtol=1e-12, atol=1e-14)
+
+
+class _PairsOfInputs(torch.nn.Module):
+    """A forward that needs contiguous inputs: ``x.view(-1, 2)`` merges the sample axis with the
+    features, which fails on the samples-innermost copy."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(2, 1)
+
+    def forward(self, x):
+        return self.linear(x.view(-1, 2)).view(x.shape[0], -1)
+
+
+def test_a_model_that_fails_with_samples_innermost_is_compiled_with_features_innermost():
+    torch.manual_seed(0)
+    model = _PairsOfInputs().double()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(50, 4, generator=g, dtype=torch.float64)
+    y = torch.randn(50, 2, generator=g, dtype=torch.float64)
+    eager = ModuleObjective(model, x, y, F.mse_loss, compile=False)
+    compiled = ModuleObjective(model, x, y, F.mse_loss, compile=True)
+    params = _random_params(eager, 3)
+    _compare(eager, compiled, params)
+    assert "features innermost" in compiled.compile_status
+    assert "samples innermost failed" in compiled.compile_status
 
 
 def test_layout_rule_reads_only_shapes():
