@@ -117,6 +117,29 @@ def test_sink_transposes_moves_the_transpose_past_bias_activation_and_loss():
         torch.testing.assert_close(a, b_, rtol=1e-14, atol=1e-15)
 
 
+def test_sink_transposes_through_a_copy_and_keepdim_reductions():
+    """A log-softmax over the short axis of xᵀ (the cross-entropy pattern) runs on (chains, k, n),
+    and a flattening view of the result, which needs a contiguous tensor, still traces."""
+
+    def f(x, idx):
+        h = x.transpose(1, 2).contiguous()  # (chains, n, k), a copy
+        z = h - h.amax(-1, keepdim=True)
+        out = z - z.exp().sum(-1, keepdim=True).log()
+        return out.gather(2, idx), out.view(out.shape[0], -1)
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, 40, generator=g, dtype=torch.float64)
+    idx = torch.randint(3, (2, 40, 1), generator=g)
+    graph = make_fx(f)(x, idx)
+    before = _run(graph, x, idx)
+    assert sink_transposes(graph) > 0
+    graph = make_fx(graph)(x, idx)
+    reductions = [n for n in graph.graph.nodes if n.target in (aten.amax.default, aten.sum.dim_IntList)]
+    assert reductions and all(tuple(n.args[0].meta["val"].shape) == (2, 3, 40) for n in reductions)
+    for a, b in zip(_run(graph, x, idx), before):
+        torch.testing.assert_close(a, b, rtol=1e-14, atol=1e-15)
+
+
 def test_sink_transposes_ignores_transposes_of_wide_tensors():
     """Only (…, a, b) with b > a is a source: a transpose that makes the long axis last is kept."""
 

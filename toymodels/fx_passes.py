@@ -146,7 +146,11 @@ def sink_transposes(graph: GraphModule) -> int:
     transposed instead (a rank-1 operand ``(k,)``, which broadcasts along the last axis, becomes
     ``(k, 1)``; scalars stay), and the one transpose moves to the uses outside such elementwise
     chains. This is an identity (elementwise operations commute with a permutation of axes applied
-    to all operands). Why: TorchInductor stores an intermediate in the order of its *logical*
+    to all operands). Two more operations carry the transpose along: a contiguous copy (its twin is
+    the operand's twin: the copy only served a layout) and a ``sum``/``mean``/``amax``/``amin`` with
+    ``keepdim=True``, which reduces the twin over the swapped axes (the log-softmax of a
+    cross-entropy loss). A ``view`` reading the result gets it transposed back as a ``reshape``,
+    which copies only if the new strides need it. Why: TorchInductor stores an intermediate in the order of its *logical*
     shape when its reads do not decide (a bias read along the narrow axis and an activation read
     along the samples tie), so ``xᵀ + bias`` would be stored with the narrow axis innermost;
     ``(x + biasᵀ)ᵀ`` is stored with the samples innermost.
@@ -161,6 +165,16 @@ def sink_transposes(graph: GraphModule) -> int:
             sources += 1
             continue
         shape = _shape(node)
+        if _is_contiguous_clone(node) and node.args[0] in twins:
+            twins[node] = twins[node.args[0]]  # a copy that only served a layout
+            continue
+        if _keepdim_reduction(node) and node.args[0] in twins:
+            rank = len(shape)
+            swap = {rank - 1: rank - 2, rank - 2: rank - 1}
+            dims = [swap.get(d % rank, d % rank) for d in node.args[1]]
+            with g.inserting_before(node):
+                twins[node] = g.call_function(node.target, (twins[node.args[0]], dims, True))
+            continue
         if (not _is_pointwise(node) or shape is None or len(shape) < 2
                 or not any(isinstance(a, Node) and a in twins for a in node.args)
                 or any(isinstance(a, (list, tuple)) for a in node.args)):
@@ -190,12 +204,30 @@ def sink_transposes(graph: GraphModule) -> int:
             back = g.call_function(aten.transpose.int, (twin, -1, -2))
         for user in outside:
             user.replace_input_with(node, back)
+            if user.target in _VIEWS:
+                # the transposed value is not stored as the original was: reshape copies if needed
+                user.target = aten.reshape.default
         moved += 1
     if moved or removed or len(twins) > sources:
         g.eliminate_dead_code()
         g.lint()
         graph.recompile()
     return moved
+
+
+_KEEPDIM_REDUCTIONS = (aten.sum.dim_IntList, aten.mean.dim, aten.amax.default, aten.amin.default)
+
+
+def _keepdim_reduction(node: Node) -> bool:
+    """``sum/mean/amax/amin(x, dims, keepdim=True)`` of a tensor of rank ≥ 2 (the rank is kept)."""
+    shape = _shape(node)
+    return (node.op == "call_function" and node.target in _KEEPDIM_REDUCTIONS and not node.kwargs
+            and len(node.args) == 3 and node.args[2] is True and shape is not None and len(shape) >= 2)
+
+
+def _is_contiguous_clone(node: Node) -> bool:
+    return (node.op == "call_function" and node.target == aten.clone.default and len(node.args) == 1
+            and node.kwargs.get("memory_format", torch.contiguous_format) == torch.contiguous_format)
 
 
 def _drop_identity_views(g: torch.fx.Graph) -> int:
@@ -272,8 +304,6 @@ def _is_pointwise(node: Node) -> bool:
 
 
 def _skip_contiguous_clone(node):
-    while (isinstance(node, Node) and node.op == "call_function" and node.target == aten.clone.default
-           and len(node.args) == 1
-           and node.kwargs.get("memory_format", torch.contiguous_format) == torch.contiguous_format):
+    while isinstance(node, Node) and _is_contiguous_clone(node):
         node = node.args[0]
     return node
