@@ -4,8 +4,8 @@
 when the data have at most ``NARROW_DATA`` numbers per sample (``layout="samples"``), and in the
 natural order otherwise (``layout="features"``). This script is the evidence for that rule: it
 compiles both layouts for a set of small networks on full-batch data and times one loss-and-gradient
-call over all chains, interleaving the two layouts so that a change in the machine's speed hits
-both alike. The ratio ``features / samples`` (CPU seconds per call) is what the rule is about;
+call over all chains (CPU time, median of 5 blocks), alternating the two layouts so that a change
+in the machine's speed hits both alike. The ratio ``features / samples`` (CPU seconds per call) is what the rule is about;
 above 1 the samples layout is faster.
 
 Networks (float32, ``n`` samples, Gaussian inputs unless said):
@@ -23,6 +23,7 @@ Networks (float32, ``n`` samples, Gaussian inputs unless said):
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +34,9 @@ import torch.nn.functional as F
 
 from toymodels.objective import CompiledLossAndGrad, ModuleObjective
 from toymodels.tms import ChenTMS
+
+
+BLOCKS = 5  # timed blocks per layout and network
 
 
 @dataclass
@@ -47,8 +51,9 @@ class Config:
     """chains per call"""
     num_samples: int = 1000
     """n, the dataset size"""
-    repeats: int = 20
-    """timed calls per layout and network (after two warm-up calls)"""
+    repeats: int = 40
+    """timed calls per layout and network (after two warm-up calls), in 5 blocks; the median block
+    counts"""
     num_threads: int = 2
     """torch intra-op threads"""
     out_dir: Path = Path("results")
@@ -104,13 +109,16 @@ def time_layouts(model, inputs, targets, loss_fn, *, chains: int, repeats: int, 
     for fn in compiled.values():  # warm-up
         fn(params)
         fn(params)
-    cpu = {layout: 0.0 for layout in compiled}
-    for _ in range(repeats):
+    # blocks of calls, the layouts alternating; the median block resists a transient slowdown
+    per_call = {layout: [] for layout in compiled}
+    calls = max(1, repeats // BLOCKS)
+    for _ in range(BLOCKS):
         for layout, fn in compiled.items():
             start = time.process_time()
-            fn(params)
-            cpu[layout] += time.process_time() - start
-    ms = {layout: 1e3 * seconds / repeats for layout, seconds in cpu.items()}
+            for _ in range(calls):
+                fn(params)
+            per_call[layout].append((time.process_time() - start) / calls)
+    ms = {layout: 1e3 * statistics.median(times) for layout, times in per_call.items()}
     return dict(parameters=objective.dim, per_sample=max(inputs[0].numel(), targets[0].numel()),
                 samples_ms=ms["samples"], features_ms=ms["features"],
                 ratio=ms["features"] / ms["samples"],

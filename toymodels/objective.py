@@ -385,8 +385,9 @@ class CompiledLossAndGrad:
       :func:`~toymodels.fx_passes.split_merged_views` undoes those flattenings;
       :func:`~toymodels.fx_passes.sink_transposes` moves the transposes past the elementwise work
       (bias, activation, loss) so that its results are stored with the samples innermost too.
-      Measured by ``experiments/bench_layouts.py``: 2.4–3× fewer CPU seconds than ``"features"``
-      for networks of 18–1,200 parameters on narrow data, about equal for a small classifier.
+      Measured by ``experiments/bench_layouts.py``: 2.5–8× fewer CPU seconds than ``"features"``
+      for networks of 18–1,200 parameters with at most 6 numbers per sample (a cross-entropy
+      classifier among them), 1.3–1.4× at 20–64 numbers per sample.
     * ``layout="features"`` (used for minibatches and wide data, where it is as fast): the natural
       layout; ``bmm`` over a contraction of at most :data:`SMALL_CONTRACTION` is a broadcast
       product and a sum, and a ``bmm`` with one operand shared by all chains (the data, which
