@@ -128,13 +128,8 @@ def test_compile_failure_or_disagreement_falls_back_to_eager(monkeypatch):
     assert all(torch.equal(a, b) for a, b in zip(got, want))
 
 
-@pytest.mark.parametrize("shape_a, shape_b, shared", [
-    ((5, 40, 3), (5, 3, 4), None),     # small contraction: product and sum
-    ((5, 4, 40), (5, 40, 3), "a"),     # shared left operand (stride-0 batch): one mm
-    ((5, 40, 30), (5, 30, 20), "b"),   # shared right operand: one mm
-    ((5, 30, 20), (5, 20, 25), None),  # neither: left to BLAS
-])
-def test_bmm_rewrites_are_exact(shape_a, shape_b, shared):
+def _bmm_operands(shape_a, shape_b, shared):
+    """float64 operands of a bmm; the shared one is expanded with batch stride 0, as vmap does."""
     g = torch.Generator().manual_seed(0)
     a = torch.randn(shape_a, generator=g, dtype=torch.float64)
     b = torch.randn(shape_b, generator=g, dtype=torch.float64)
@@ -142,6 +137,17 @@ def test_bmm_rewrites_are_exact(shape_a, shape_b, shared):
         a = a[:1].expand(shape_a)
     if shared == "b":
         b = b[:1].expand(shape_b)
+    return a, b
+
+
+@pytest.mark.parametrize("shape_a, shape_b, shared", [
+    ((5, 40, 3), (5, 3, 4), None),     # small contraction: product and sum
+    ((5, 4, 40), (5, 40, 3), "a"),     # shared left operand (stride-0 batch): one mm
+    ((5, 40, 30), (5, 30, 20), "b"),   # shared right operand: one mm
+    ((5, 30, 20), (5, 20, 25), None),  # neither: left to BLAS
+])
+def test_bmm_rewrites_are_exact(shape_a, shape_b, shared):
+    a, b = _bmm_operands(shape_a, shape_b, shared)
     got = _bmm_for_small_or_shared(a, b)
     if got is NotImplemented:
         assert shape_a[2] > CompiledLossAndGrad.SMALL_CONTRACTION and shared is None
@@ -238,13 +244,7 @@ def test_layout_rule_reads_only_shapes():
     ((5, 30, 20), (5, 20, 25), None),  # none of these: left to BLAS
 ])
 def test_samples_innermost_bmm_rewrites_are_exact(shape_a, shape_b, shared):
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(shape_a, generator=g, dtype=torch.float64)
-    b = torch.randn(shape_b, generator=g, dtype=torch.float64)
-    if shared == "a":
-        a = a[:1].expand(shape_a)
-    if shared == "b":
-        b = b[:1].expand(shape_b)
+    a, b = _bmm_operands(shape_a, shape_b, shared)
     got = _bmm_samples_innermost(a, b)
     if got is NotImplemented:
         assert shape_a == (5, 30, 20)
