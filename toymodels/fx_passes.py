@@ -150,10 +150,12 @@ def sink_transposes(graph: GraphModule) -> int:
     the operand's twin: the copy only served a layout) and a ``sum``/``mean``/``amax``/``amin`` with
     ``keepdim=True``, which reduces the twin over the swapped axes (the log-softmax of a
     cross-entropy loss). A ``view`` reading the result gets it transposed back as a ``reshape``,
-    which copies only if the new strides need it. Why: TorchInductor stores an intermediate in the order of its *logical*
-    shape when its reads do not decide (a bias read along the narrow axis and an activation read
-    along the samples tie), so ``xᵀ + bias`` would be stored with the narrow axis innermost;
-    ``(x + biasᵀ)ᵀ`` is stored with the samples innermost.
+    which copies only if the new strides need it.
+
+    Why: TorchInductor stores an intermediate in the order of its *logical* shape when its reads
+    do not decide (a bias read along the narrow axis and an activation read along the samples
+    tie), so ``xᵀ + bias`` would be stored with the narrow axis innermost; ``(x + biasᵀ)ᵀ`` is
+    stored with the samples innermost.
     """
     g = graph.graph
     removed = _drop_identity_views(g)
@@ -222,7 +224,8 @@ def _keepdim_reduction(node: Node) -> bool:
     """``sum/mean/amax/amin(x, dims, keepdim=True)`` of a tensor of rank ≥ 2 (the rank is kept)."""
     shape = _shape(node)
     return (node.op == "call_function" and node.target in _KEEPDIM_REDUCTIONS and not node.kwargs
-            and len(node.args) == 3 and node.args[2] is True and shape is not None and len(shape) >= 2)
+            and len(node.args) == 3 and isinstance(node.args[1], (list, tuple)) and node.args[2] is True
+            and shape is not None and len(shape) >= 2)
 
 
 def _is_contiguous_clone(node: Node) -> bool:
