@@ -288,8 +288,8 @@ class ModuleObjective(Objective):
         start = time.perf_counter()
         layouts = [CompiledLossAndGrad.choose_layout(self)]
         if layouts[0] == "samples":
-            # a forward that needs contiguous inputs (x.view(len(x), -1)) fails on the copy with the
-            # samples innermost; the natural layout then still gets compiled
+            # a forward that views its input across the sample axis (x.view(-1, 2)) fails on the
+            # copy with the samples innermost; the natural layout then still gets compiled
             layouts.append("features")
         compiled, failures = None, {}
         for layout in layouts:
@@ -574,7 +574,7 @@ def _bmm_samples_innermost(a: torch.Tensor, b: torch.Tensor):
         stacked = b.transpose(1, 2).reshape(batch * n, k)
         return torch.mm(stacked, a[0].t()).view(batch, n, m).transpose(1, 2)
     if batch > 1 and b.stride(0) == 0:
-        return torch.mm(a.reshape(batch * m, k), b[0]).view(batch, m, n)
+        return _bmm_for_small_or_shared(a, b)  # one mm, as in the natural layout
     if k <= small and m >= n:
         # computed as (b_cᵀ a_cᵀ) so that m, the larger (sample) axis, is innermost in memory
         out_t = (b.transpose(1, 2).unsqueeze(-1) * a.transpose(1, 2).unsqueeze(1)).sum(2)
