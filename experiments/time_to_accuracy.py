@@ -132,12 +132,12 @@ def run_until_accurate(case: dict, method: str, cfg: Config) -> dict:
     elif method == "toymodels calibrated":
         chains = cfg.calibrated_chains
         budget = dict(num_chains=8, num_draws=40, num_burnin_steps=40, max_rounds=1,
-                      scan_steps=60) if cfg.quick else {}
+                      scan_steps=60, relax_max_steps=400) if cfg.quick else {}
         cal = calibrate(case["potential"], init=obj.center, nbeta=nbeta, localization=gamma,
                         seed=cfg.seed + 1, **budget)
         eps = cal.step_size
         schedule = cal.schedule(chains, rel_mcse=cfg.rel_mcse)
-        burn, bw = schedule["num_burnin_steps"], schedule["num_steps_bw_draws"]
+        burn, bw = schedule.num_burnin_steps, schedule.num_steps_bw_draws
     elif method == "toymodels MALA":
         chains, burn, bw, eps, sampler = cfg.calibrated_chains, 300, 2, 1e-4, "mala"
         options = dict(adapt_steps=burn, target_accept=0.8)

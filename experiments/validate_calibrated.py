@@ -2,9 +2,11 @@
 
 The same exact cases as ``experiments/validation.py``'s foundation group — normal crossings and a
 localized quadratic against their exact finite-temperature targets — but with no hand-tuned step
-size or schedule: each case gives only the model, nβ, γ and the number of chains. The step size
-comes from :func:`toymodels.calibrate` (the largest ε whose fitted step-size bias is within
-``BIAS_TOLERANCE``), and the burn-in, thinning and number of draws from
+size or schedule: each case gives only the model, nβ, γ and the number of chains, and
+``estimate_llc(step_size="auto")`` chooses the rest. The step size comes from
+:func:`toymodels.calibrate` (the largest ε whose fitted step-size bias is within
+``BIAS_TOLERANCE``), the chains are relaxed from ``w*`` until they stop drifting
+(:mod:`toymodels.relaxation`), and the burn-in, thinning and number of draws come from
 :meth:`CalibrationResult.schedule` (scaled from the calibration runs' autocorrelation times to
 reach a Monte-Carlo standard error of ``REL_MCSE`` of the estimate).
 
@@ -22,7 +24,6 @@ from experiments.validation import NORMAL_CROSSING_CASES, QUADRATIC_CASE, Valida
 from theory.normal_crossing import finite_temperature_llc, learning_coefficient
 from theory.regular import localized_llc, regular_learning_coefficient
 from toymodels import LLCResult, estimate_llc
-from toymodels.calibration import calibrate
 from toymodels.potentials import normal_crossing_potential, quadratic_potential
 
 __all__ = ["cases", "calibrated_run", "BIAS_TOLERANCE", "REL_MCSE"]
@@ -36,39 +37,34 @@ CALIBRATION_CHAINS = 64
 def calibrated_run(potential, init: torch.Tensor, *, nbeta: float, gamma: float, num_chains: int,
                    scale: float, seed: int, sampler: str = "sgld", log_prior=None,
                    chain_init=None, calibration_chains: int = CALIBRATION_CHAINS):
-    """``(run, settings)`` of a case whose step size and schedule come from :func:`calibrate`.
+    """``(run, settings)`` of a case whose whole schedule comes from ``step_size="auto"``.
 
     The case gives only the physics (potential, ``w*``, nβ, γ, an optional prior and starting
-    points) and the number of chains; ``step_size="auto"``: the calibration's rule picks ε (for
-    MALA: dual averaging to acceptance 0.8), and :meth:`CalibrationResult.schedule` picks burn-in,
-    thinning and draws for an MCSE of ``REL_MCSE``. ``scale < 0.5`` (smoke runs) spends a token
-    calibration budget. ``chain_init`` is a callable ``chains -> (chains, d)`` of starting points,
-    used by the calibration and by the run.
+    points) and the number of chains. One call of :func:`toymodels.estimate_llc` with
+    ``step_size="auto"`` and ``rel_mcse=REL_MCSE`` does the rest: the calibration's rule picks ε
+    (for MALA: dual averaging to acceptance 0.8), the chains are relaxed from ``w*`` until they
+    stop drifting, and the burn-in, thinning and draws are chosen for an MCSE of ``REL_MCSE``.
+    ``scale < 0.5`` (smoke runs) spends a token budget. ``chain_init`` is a callable
+    ``chains -> (chains, d)`` of starting points.
     """
     chains = max(4, int(num_chains * scale))
     small = scale < 0.5  # smoke runs: a token calibration budget
+    options = dict(num_chains=calibration_chains, tolerance=BIAS_TOLERANCE)
+    if small:
+        options.update(num_chains=8, num_draws=40, num_burnin_steps=40, max_rounds=1,
+                       scan_steps=60, relax_max_steps=400)
 
     def run() -> LLCResult:
         starts = chain_init(chains) if chain_init is not None else None
-        cal = calibrate(potential, init=init, nbeta=nbeta, localization=gamma, sampler=sampler,
-                        tolerance=BIAS_TOLERANCE, seed=seed + 1, log_prior=log_prior,
-                        chain_init=starts,
-                        num_chains=8 if small else calibration_chains,
-                        num_draws=40 if small else 400,
-                        num_burnin_steps=40 if small else 400, max_rounds=1 if small else 4,
-                        scan_steps=60 if small else 300)
-        if small:  # a token calibration may have no mixed grid point to scale a schedule from
-            schedule = dict(num_burnin_steps=200, num_draws=50, num_steps_bw_draws=1)
-        else:
-            schedule = cal.schedule(chains, rel_mcse=REL_MCSE)
-        # A token calibration (smoke runs) sees too few steps to find the tails of quartic
+        # A token budget (smoke runs) sees too few steps to find the tails of quartic
         # potentials, so its step size can be unstable there: drop diverging chains then, and
         # only then — at full budget a divergence is an error.
         return estimate_llc(potential, init=init, nbeta=nbeta, localization=gamma,
-                            step_size="auto", calibration=cal, num_chains=chains, seed=seed,
-                            sampler=sampler, log_prior=log_prior, chain_init=starts,
-                            progress=False, on_divergence="drop" if small else "raise",
-                            **schedule)
+                            step_size="auto", rel_mcse=REL_MCSE, calibration_options=options,
+                            num_chains=chains, seed=seed, sampler=sampler, log_prior=log_prior,
+                            chain_init=starts, progress=False,
+                            on_divergence="drop" if small else "raise",
+                            budget_steps=2000 if small else 1_000_000)
 
     settings = dict(nbeta=nbeta, localization=gamma, step_size="auto", sampler=sampler,
                     num_chains=chains, bias_tolerance=BIAS_TOLERANCE, rel_mcse=REL_MCSE)

@@ -165,55 +165,107 @@ def run_validation(
     figure_path: str | Path | None = "figures/validation.png",
     strict: bool = True,
     echo: Callable[[str], None] = print,
+    resume: bool = False,
 ) -> dict:
     """Run every case, print the table, write JSON and figure; return the report.
 
-    With ``strict=False`` tolerances are not applied (smoke runs on tiny budgets).
+    The JSON is rewritten after every case (``"complete": false`` until the last), so an
+    interrupted run (Ctrl-C) keeps what it finished; with ``resume=True`` the cases already in
+    ``json_path`` with the same settings are taken from it instead of being run again. With
+    ``strict=False`` tolerances are not applied (smoke runs on tiny budgets).
     """
+    done = _finished_rows(json_path) if resume else {}
     rows = []
     header = (f"{'case':34s} {'target':>8s} {'λ':>7s} {'estimate ± MCSE':>18s} "
               f"{'rel.err':>8s} {'z':>6s} {'sec':>6s}  ok")
     echo(header)
     echo("-" * len(header))
     start = time.perf_counter()
+    interrupted = False
     for case in cases:
-        target = float(case.target())
-        case_start = time.perf_counter()
-        result = case.run()
-        case_seconds = time.perf_counter() - case_start  # calibration included
-        rel = result.llc_mean / target - 1 if target != 0 else math.nan
-        z = (result.llc_mean - target) / result.mcse if result.mcse > 0 else math.inf
-        ok = abs(rel) <= case.rel_tol and abs(z) <= case.z_tol
-        row = dict(
-            case=case.name, group=case.group, target=target, llc=str(case.llc),
-            llc_float=float(case.llc), multiplicity=case.multiplicity,
-            estimate=result.llc_mean, mcse=result.mcse, ess=result.ess, rhat=result.rhat,
-            rel_error=rel, z=z, rel_tol=case.rel_tol, z_tol=case.z_tol, passed=bool(ok),
-            seconds=case_seconds, sampling_seconds=result.seconds, settings=case.settings,
-            chosen=_chosen(result),
-            dropped_chains=result.dropped_chains,
-        )
+        previous = done.get(case.name)
+        if previous is not None and previous.get("settings") == json.loads(json.dumps(case.settings)):
+            row = dict(previous, resumed=True)
+        else:
+            try:
+                row = _run_case(case)
+            except KeyboardInterrupt:
+                interrupted = True
+                echo(f"interrupted during {case.name!r}: {len(rows)} finished case(s) are in "
+                     f"{json_path}; `toymodels validate --resume` runs the rest")
+                break
         rows.append(row)
-        est = f"{result.llc_mean:.4f} ± {result.mcse:.4f}"
-        echo(f"{case.name:34s} {target:8.4f} {float(case.llc):7.3f} {est:>18s} "
-             f"{100 * rel:7.2f}% {z:6.2f} {case_seconds:6.1f}  {'yes' if ok else 'NO'}")
-    seconds = time.perf_counter() - start
+        echo(_format_row(row))
+        _write(json_path, _report(rows, time.perf_counter() - start, strict, complete=False))
+    report = _report(rows, time.perf_counter() - start, strict,
+                     complete=not interrupted and len(rows) == len(cases))
+    echo("-" * len(header))
+    echo(f"{report['passed']}/{len(rows)} cases within tolerance; worst relative error "
+         f"{100 * report['worst_rel_error']:.2f}%, worst |z| {report['worst_z']:.2f} (cases with a "
+         f"z-test); {report['seconds']:.0f} s")
+    _write(json_path, report)
+    if figure_path is not None and rows and report["complete"]:
+        _plot(rows, figure_path)
+    if interrupted:
+        raise KeyboardInterrupt
+    return report
+
+
+def _run_case(case: ValidationCase) -> dict:
+    target = float(case.target())
+    case_start = time.perf_counter()
+    result = case.run()
+    case_seconds = time.perf_counter() - case_start  # calibration included
+    rel = result.llc_mean / target - 1 if target != 0 else math.nan
+    z = (result.llc_mean - target) / result.mcse if result.mcse > 0 else math.inf
+    ok = abs(rel) <= case.rel_tol and abs(z) <= case.z_tol
+    return dict(
+        case=case.name, group=case.group, target=target, llc=str(case.llc),
+        llc_float=float(case.llc), multiplicity=case.multiplicity,
+        estimate=result.llc_mean, mcse=result.mcse, ess=result.ess, rhat=result.rhat,
+        rel_error=rel, z=z, rel_tol=case.rel_tol, z_tol=case.z_tol, passed=bool(ok),
+        seconds=case_seconds, sampling_seconds=result.seconds,
+        settings=json.loads(json.dumps(case.settings)), chosen=_chosen(result),
+        dropped_chains=result.dropped_chains,
+    )
+
+
+def _format_row(row: dict) -> str:
+    est = f"{row['estimate']:.4f} ± {row['mcse']:.4f}"
+    return (f"{row['case']:34s} {row['target']:8.4f} {row['llc_float']:7.3f} {est:>18s} "
+            f"{100 * row['rel_error']:7.2f}% {row['z']:6.2f} {row['seconds']:6.1f}  "
+            f"{'yes' if row['passed'] else 'NO'}{' (resumed)' if row.get('resumed') else ''}")
+
+
+def _report(rows: list[dict], seconds: float, strict: bool, complete: bool) -> dict:
     passed = sum(r["passed"] for r in rows)
     worst_rel = max((abs(r["rel_error"]) for r in rows), default=0.0)
     # z is only meaningful against an exact finite-temperature target (cases without one, e.g.
     # reduced-rank regression compared with λ itself, have z_tol = inf and are left out)
     worst_z = max((abs(r["z"]) for r in rows if math.isfinite(r["z_tol"])), default=0.0)
-    echo("-" * len(header))
-    echo(f"{passed}/{len(rows)} cases within tolerance; worst relative error {100 * worst_rel:.2f}%, "
-         f"worst |z| {worst_z:.2f} (cases with a z-test); {seconds:.0f} s")
-    report = dict(cases=rows, passed=passed, total=len(rows), worst_rel_error=worst_rel,
-                  worst_z=worst_z, seconds=seconds, all_passed=(passed == len(rows)) or not strict)
-    if json_path is not None:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(report, indent=1))
-    if figure_path is not None and rows:
-        _plot(rows, figure_path)
-    return report
+    return dict(cases=rows, passed=passed, total=len(rows), worst_rel_error=worst_rel,
+                worst_z=worst_z, seconds=seconds, complete=complete,
+                all_passed=complete and ((passed == len(rows)) or not strict))
+
+
+def _write(json_path, report: dict) -> None:
+    if json_path is None:
+        return
+    path = Path(json_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    tmp.replace(path)  # atomic: an interruption never leaves half a file
+
+
+def _finished_rows(json_path) -> dict[str, dict]:
+    if json_path is None or not Path(json_path).exists():
+        return {}
+    try:
+        rows = json.loads(Path(json_path).read_text()).get("cases", [])
+    except (json.JSONDecodeError, AttributeError):
+        return {}
+    return {r["case"]: r for r in rows if isinstance(r, dict) and "case" in r}
 
 
 def _chosen(result: LLCResult) -> dict:

@@ -4,13 +4,14 @@ The public surface is re-exported here; everything else is private.
 """
 
 from . import samplers
-from .calibration import CalibrationChoice, CalibrationResult, calibrate
+from .calibration import CalibrationChoice, CalibrationResult, Schedule, calibrate
 from .diagnose import Diagnosis, Finding, diagnose, plot_diagnostics
 from .diagnostics import chain_diagnostics
 from .samplers import MALA, SGLD, SGNHT, ChainHyperparameters, RMSPropSGLD, make_sampler, mala_log_acceptance
 from .llc import LLCResult, default_nbeta, estimate_llc, llc_from_trace
 from .objective import ModuleObjective, Objective, PotentialObjective, parameter_mask
-from .sampling import DivergenceError, SamplingTrace, run_chains, run_sgld
+from .relaxation import Relaxation, relax
+from .sampling import DivergenceError, SamplingInterrupted, SamplingTrace, run_chains, run_sgld
 from .sgld import SGLDHyperparameters, SGLDInfo, sgld_hyperparameters_from_scales, sgld_step
 from .susceptibility import (
     FiniteDifferenceResult,
@@ -29,6 +30,10 @@ from .susceptibility import (
 __all__ = [
     "CalibrationChoice",
     "CalibrationResult",
+    "Schedule",
+    "Relaxation",
+    "relax",
+    "SamplingInterrupted",
     "ChainHyperparameters",
     "Diagnosis",
     "Finding",

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -54,11 +55,17 @@ import numpy as np
 import torch
 from scipy import stats
 
+from ._checks import as_choice, as_float, as_int, as_optional_int
 from .diagnostics import chain_diagnostics
+from .objective import default_nbeta, make_objective, resolve_mask
+from .relaxation import relax
+from .samplers import SAMPLERS
 from .sampling import run_chains
 from .sgld import SGLDHyperparameters
 
-__all__ = ["CalibrationResult", "CalibrationChoice", "calibrate", "fit_step_size_bias",
+SAMPLER_NAMES = tuple(SAMPLERS)
+
+__all__ = ["CalibrationResult", "CalibrationChoice", "Schedule", "calibrate", "fit_step_size_bias",
            "choose_step_size", "relative_bias"]
 
 RULE = ("largest ε whose step-size bias, from the law λ̂(ε) = λ₀/(1 − sε) fitted to a grid of "
@@ -84,6 +91,32 @@ class CalibrationChoice:
     fit_points: list[float] = field(default_factory=list)  #: the ε values the fit used
     fraction_below_init: float = 0.0  #: over the bias grid's chains at the chosen or nearest ε
     localization_to_gradient: float = float("nan")  #: mean ||γ-term|| / ||nβ∇L-term||
+    #: the relaxation before the bias grid (:meth:`toymodels.relaxation.Relaxation.summary`):
+    #: its step size, steps, whether the chains stopped drifting, and its blocks
+    relaxation: dict = field(default_factory=dict)
+
+
+@dataclass
+class Schedule:
+    """A chain schedule chosen by :meth:`CalibrationResult.schedule`, with the reason for each value."""
+
+    num_burnin_steps: int
+    num_draws: int
+    num_steps_bw_draws: int
+    step_size: float
+    autocorrelation_steps: float  #: τ at the chosen step, in steps
+    target_mcse: float  #: the MCSE asked for (``rel_mcse · |λ₀|``)
+    predicted_mcse: float  #: the MCSE this schedule should reach
+    short_of_target: bool  #: a budget cut the draws below what the target needs
+    reasons: dict = field(default_factory=dict)  #: per value: "given" or how it was chosen
+
+    def kwargs(self) -> dict:
+        """``num_burnin_steps``, ``num_draws``, ``num_steps_bw_draws`` for ``estimate_llc``."""
+        return dict(num_burnin_steps=self.num_burnin_steps, num_draws=self.num_draws,
+                    num_steps_bw_draws=self.num_steps_bw_draws)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass
@@ -97,6 +130,8 @@ class CalibrationResult:
     table: list[dict]  #: one row per grid point (scan and bias grid)
     seconds: float
     sampler_options: dict = field(default_factory=dict)
+    #: per ``(nβ, γ)``: the relaxed chain positions that started the bias grid (not serialised)
+    warm_states: dict = field(default_factory=dict, repr=False)
 
     def choice(self, nbeta: float | None = None, localization: float | None = None) -> CalibrationChoice:
         """The choice for this ``(nbeta, localization)`` (the only one if there is one)."""
@@ -123,38 +158,115 @@ class CalibrationResult:
         return dict(step_size=c.step_size, nbeta=c.nbeta, localization=c.localization,
                     sampler=self.sampler)
 
-    def schedule(self, num_chains: int, *, rel_mcse: float = 0.01, nbeta: float | None = None,
-                 localization: float | None = None, min_burnin: int = 200,
+    def schedule(self, num_chains: int, *, rel_mcse: float = 0.02, nbeta: float | None = None,
+                 localization: float | None = None, num_burnin_steps: int | None = None,
+                 num_draws: int | None = None, num_steps_bw_draws: int | None = None,
+                 budget_steps: int | None = None, budget_seconds: float | None = None,
+                 seconds_per_step: float | None = None, min_burnin: int = 200,
                  burnin_autocorrelations: float = 20.0, safety: float = 1.5,
-                 min_draws: int = 100) -> dict:
-        """A chain schedule for the chosen step size, scaled from the calibration runs.
+                 min_draws: int = 100) -> Schedule:
+        """The chain schedule at the chosen step size for an MCSE of ``rel_mcse·|λ₀|``.
 
-        The integrated autocorrelation time of the per-draw LLC, in steps, is measured at each
-        mixed grid point (``steps × chains / ESS``); times ε it is nearly the same at every point
-        (time in a Langevin chain is ε × steps), so the median of ``ε_j τ_j``, times ``safety``,
-        divided by the chosen ε gives τ at the choice. Then
-        ``num_burnin_steps = max(min_burnin, burnin_autocorrelations·τ)``, draws are spaced about
-        τ/2 steps apart (closer if that would leave fewer than ``min_draws``), and there are enough
-        of them that the MCSE is about ``rel_mcse·|λ₀|``
-        (with the per-draw standard deviation seen in the calibration). Returns keyword
-        arguments for :func:`toymodels.estimate_llc`.
+        The rule (each value the caller passes is kept as given):
+
+        * **autocorrelation** — the integrated autocorrelation time of the per-draw LLC, in
+          steps, is measured at each mixed grid point (``steps × chains / ESS``); times ε it is
+          nearly the same at every point (time in a Langevin chain is ε × steps), so the median
+          of ``ε_j τ_j``, times ``safety``, divided by the chosen ε gives τ at the choice;
+        * **burn-in** — the chains start from the calibration's relaxed positions (see
+          :mod:`toymodels.relaxation`), so they only have to settle at the new step size:
+          ``max(min_burnin, burnin_autocorrelations · τ)`` steps;
+        * **draws** — enough that ``MCSE = sd / √ESS`` reaches ``rel_mcse·|λ₀|`` (the per-draw
+          standard deviation from the least biased grid point; ``|λ₀|`` floored at 0.05, so an
+          estimate near zero does not ask for unbounded precision), spaced about τ/2 steps
+          apart, at least ``min_draws``;
+        * **budget** — if ``burn-in + draws × spacing`` exceeds ``budget_steps`` (or
+          ``budget_seconds / seconds_per_step``), the draws are cut to fit and the schedule says
+          it is ``short_of_target``, with the MCSE it predicts.
         """
         c = self.choice(nbeta, localization)
-        rows = [r for r in self.table if r["stage"] == "grid" and r.get("used_in_fit")
-                and math.isclose(r["nbeta"], c.nbeta) and math.isclose(r["localization"], c.localization)]
+        num_chains = as_int("num_chains", num_chains, 1)
+        rel_mcse = as_float("rel_mcse", rel_mcse, minimum=0, strict=True, hint="0.02 means 2%")
+        num_burnin_steps = as_optional_int("num_burnin_steps", num_burnin_steps, 0)
+        num_draws = as_optional_int("num_draws", num_draws, 1)
+        num_steps_bw_draws = as_optional_int("num_steps_bw_draws", num_steps_bw_draws, 1)
+        measured = [r for r in self.table if r["stage"] == "grid"
+                    and math.isfinite(r.get("ess", math.nan)) and r["ess"] > 0
+                    and math.isclose(r["nbeta"], c.nbeta) and math.isclose(r["localization"], c.localization)]
+        rows = [r for r in measured if r.get("used_in_fit")]
+        reasons = {}
+        if not rows and measured:
+            # a token calibration (smoke runs) may mix no grid point: scale from what was
+            # measured, and say so; the run's own R-hat and the diagnosis judge the result
+            rows = measured
+            reasons["autocorrelation"] = "scaled from unmixed grid points (no grid point mixed)"
         if not rows:
-            raise ValueError("the calibration has no mixed grid point to scale a schedule from")
-        # ε·τ (the autocorrelation time in Langevin time) is nearly constant across the grid
+            raise ValueError("the calibration has no mixed grid point to scale a schedule from: "
+                             "calibrate with more draws (num_draws, max_rounds), or pass "
+                             "num_burnin_steps, num_draws and num_steps_bw_draws yourself")
         time_scale = float(np.median([r["draws"] * r["steps_bw_draws"] * r["kept_chains"] / r["ess"]
                                       * r["step_size"] for r in rows]))
-        tau = safety * time_scale / c.step_size
-        sd = min(rows, key=lambda r: r["step_size"])["sd"]  # the least biased grid point
-        ess_needed = (sd / (rel_mcse * abs(c.llc_zero_step))) ** 2
-        steps = ess_needed * tau / num_chains  # sampling steps after burn-in
-        bw = max(1, min(int(round(tau / 2)), int(steps // min_draws)))
-        draws = max(min_draws, int(math.ceil(steps / bw)))
-        burnin = max(min_burnin, int(math.ceil(burnin_autocorrelations * tau)))
-        return dict(num_burnin_steps=burnin, num_draws=draws, num_steps_bw_draws=bw)
+        tau = max(1.0, safety * time_scale / c.step_size)
+        least_biased = min(rows, key=lambda r: r["step_size"])
+        sd = least_biased["sd"]
+        lam0 = c.llc_zero_step if math.isfinite(c.llc_zero_step) else least_biased["llc_mean"]
+        target = rel_mcse * max(abs(lam0), 0.05)
+        ess_needed = max((sd / target) ** 2, 1.0)
+        steps_needed = ess_needed * tau / num_chains  # sampling steps after burn-in
+        if num_burnin_steps is None:
+            burnin = max(min_burnin, int(math.ceil(burnin_autocorrelations * tau)))
+            reasons["num_burnin_steps"] = (f"{burnin_autocorrelations:g} autocorrelation times "
+                                           f"(τ = {tau:.0f} steps), at least {min_burnin}")
+        else:
+            burnin = num_burnin_steps
+            reasons["num_burnin_steps"] = "given"
+        if num_steps_bw_draws is not None:
+            bw = num_steps_bw_draws
+            reasons["num_steps_bw_draws"] = "given"
+        elif num_draws is not None:
+            bw = max(1, int(math.ceil(steps_needed / num_draws)))
+            reasons["num_steps_bw_draws"] = "spread the given draws over the steps the target needs"
+        else:
+            bw = max(1, min(int(round(tau / 2)), int(steps_needed // min_draws)))
+            reasons["num_steps_bw_draws"] = f"about τ/2 = {tau / 2:.0f} steps, at least {min_draws} draws"
+        if num_draws is None:
+            draws = max(min_draws, int(math.ceil(steps_needed / bw)))
+            reasons["num_draws"] = (f"an MCSE of {100 * rel_mcse:g}% of |λ₀| = {abs(lam0):.3g} "
+                                    f"(per-draw sd {sd:.3g}, ESS {ess_needed:.0f} needed)")
+        else:
+            draws = num_draws
+            reasons["num_draws"] = "given"
+        limits = []
+        if budget_steps is not None:
+            limits.append((as_int("budget_steps", budget_steps, 1), f"budget_steps = {budget_steps}"))
+        if budget_seconds is not None and seconds_per_step is not None and seconds_per_step > 0:
+            limits.append((int(budget_seconds / seconds_per_step),
+                           f"budget_seconds = {budget_seconds:g} at {1e3 * seconds_per_step:.2g} ms a step"))
+        short = False
+        for limit, why in limits:
+            if burnin + draws * bw > limit and num_draws is None:
+                draws = max(4, (limit - burnin) // bw)
+                short = True
+                reasons["num_draws"] = f"cut to fit {why}"
+        predicted = target * math.sqrt(steps_needed / max(draws * bw, 1))
+        if num_draws is None and not short:
+            predicted = min(predicted, target)
+        return Schedule(num_burnin_steps=burnin, num_draws=draws, num_steps_bw_draws=bw,
+                        step_size=c.step_size, autocorrelation_steps=tau, target_mcse=target,
+                        predicted_mcse=predicted, short_of_target=short, reasons=reasons)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CalibrationResult:
+        """The result again from :meth:`to_dict` (e.g. ``LLCResult.calibration``), without the
+        relaxed positions (a run from it relaxes its own chains)."""
+        if not isinstance(data, dict) or "choices" not in data:
+            raise TypeError("expected the dict of CalibrationResult.to_dict() (as stored in "
+                            f"LLCResult.calibration), got {type(data).__name__}")
+        names = {f for f in CalibrationChoice.__dataclass_fields__}
+        choices = [CalibrationChoice(**{k: v for k, v in c.items() if k in names}) for c in data["choices"]]
+        return cls(sampler=data["sampler"], rule=data["rule"], tolerance=data["tolerance"],
+                   choices=choices, table=data["table"], seconds=data.get("seconds", 0.0),
+                   sampler_options=data.get("sampler_options", {}))
 
     def to_dict(self) -> dict:
         return dict(sampler=self.sampler, rule=self.rule, tolerance=self.tolerance,
@@ -336,11 +448,12 @@ def _round_down(x: float) -> float:
     return math.floor(x / 10 ** e) * 10 ** e
 
 
-def _as_list(value, name) -> list[float]:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return [float(value)]
-    if isinstance(value, Sequence) and len(value) > 0:
-        return [float(v) for v in value]
+def _as_list(value, name) -> list:
+    """One number (Python, numpy or a 0-d tensor) or a non-empty sequence of them, as a list."""
+    if isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, str) and len(value) > 0:
+        return list(value)
+    if isinstance(value, (numbers.Real, torch.Tensor)) and not isinstance(value, bool):
+        return [value]
     raise ValueError(f"{name} must be a number or a non-empty list of numbers, got {value!r}")
 
 
@@ -374,12 +487,16 @@ def calibrate(
     progress: bool = False,
     num_threads: int | None = None,
     chain_init: torch.Tensor | None = None,
+    relax_chains: int | None = None,
+    relax_max_steps: int = 500_000,
+    relax_max_seconds: float | None = None,
 ) -> CalibrationResult:
     """Choose the step size by the documented rule (module docstring), from short batched runs.
 
     Args:
         target, init, data, loss_fn, batch_size, log_prior, restrict_to: as for
-            :func:`toymodels.estimate_llc`.
+            :func:`toymodels.estimate_llc` (``target`` may also be an already built
+            :class:`toymodels.Objective`).
         nbeta, localization: one value, or lists: every ``(nβ, γ)`` combination gets its own
             choice (``result.choice(nbeta, localization)``).
         step_sizes: the bias grid to use; ``None`` (default) finds it with the stability scan,
@@ -396,138 +513,107 @@ def calibrate(
         chain_init: optional ``(k, d)`` starting points (e.g. draws from an annealing ladder when
             the posterior is far from ``w*``); every run of the calibration starts its chains on
             them in turn (chain ``i`` at row ``i mod k``). Default: every chain at ``w*``.
+        relax_chains: how many chains to relax (:func:`toymodels.relaxation.relax`) before the
+            bias grid; their relaxed positions start the grid and are kept in
+            ``result.warm_states`` (``estimate_llc`` relaxes its own chains here). Default
+            ``num_chains``.
+        relax_max_steps, relax_max_seconds: the relaxation's budget.
 
     Returns:
-        A :class:`CalibrationResult`; ``result.settings()`` gives the keyword arguments for
-        ``estimate_llc``, ``result.plot(path)`` the figure of λ̂ against ε.
+        A :class:`CalibrationResult`; ``result.schedule(num_chains)`` gives the chain schedule
+        for ``estimate_llc``, ``result.plot(path)`` the figure of λ̂ against ε.
     """
-    from .llc import _resolve_mask, default_nbeta, make_objective
-
     start = time.perf_counter()
-    if not (isinstance(tolerance, (int, float)) and 0 < tolerance < 1):
-        raise ValueError(f"tolerance must be in (0, 1), got {tolerance!r}; 0.01 means 1%")
-    if isinstance(num_step_sizes, bool) or not isinstance(num_step_sizes, int) or num_step_sizes < 2:
-        raise ValueError(f"num_step_sizes must be an integer ≥ 2, got {num_step_sizes!r}")
-    if not (isinstance(initial_step_size, (int, float)) and math.isfinite(initial_step_size)
-            and initial_step_size > 0):
-        raise ValueError(f"initial_step_size must be a finite number > 0, got {initial_step_size!r}")
+    tolerance = as_float("tolerance", tolerance, minimum=0, strict=True, maximum=0.999,
+                         hint="0.01 means 1%")
+    num_step_sizes = as_int("num_step_sizes", num_step_sizes, 2)
+    initial_step_size = as_float("initial_step_size", initial_step_size, minimum=0, strict=True)
+    num_chains = as_int("num_chains", num_chains, 2, "the fit needs a spread over chains")
+    num_draws = as_int("num_draws", num_draws, 4)
+    num_burnin_steps = as_int("num_burnin_steps", num_burnin_steps, 0)
+    num_steps_bw_draws = as_int("num_steps_bw_draws", num_steps_bw_draws, 1)
+    scan_chains = as_int("scan_chains", scan_chains, 1)
+    scan_steps = as_int("scan_steps", scan_steps, 8)
+    max_rounds = as_int("max_rounds", max_rounds, 1, "1 means a single round of the bias grid")
+    slope_precision = as_float("slope_precision", slope_precision, minimum=0, strict=True)
+    target_accept = as_float("target_accept", target_accept, minimum=0, strict=True, maximum=0.999)
+    relax_chains = as_int("relax_chains", num_chains if relax_chains is None else relax_chains, 1)
+    relax_max_steps = as_int("relax_max_steps", relax_max_steps, 0)
+    if relax_max_seconds is not None:
+        relax_max_seconds = as_float("relax_max_seconds", relax_max_seconds, minimum=0, strict=True)
+    seed = as_int("seed", seed, 0)
+    as_choice("sampler", sampler, SAMPLER_NAMES)
     objective = make_objective(target, init=init, data=data, loss_fn=loss_fn, batch_size=batch_size)
     if nbeta is None:
         if objective.num_samples is None:
             raise ValueError("nbeta is required for a potential (there is no dataset size to default from)")
         nbeta = default_nbeta(objective.num_samples)
-    nbetas = _as_list(nbeta, "nbeta")
-    gammas = _as_list(localization, "localization")
-    for v in nbetas:
-        SGLDHyperparameters(1.0, v, 0.0)  # validates
-    for v in gammas:
-        SGLDHyperparameters(1.0, 1.0, v)
-    mask = _resolve_mask(objective, restrict_to)
+    nbetas = [as_float("nbeta", v, minimum=0, strict=True) for v in _as_list(nbeta, "nbeta")]
+    gammas = [as_float("localization", v, minimum=0) for v in _as_list(localization, "localization")]
+    mask = resolve_mask(objective, restrict_to)
     starts = _check_starts(chain_init, objective)
     settings = [(b, g) for b in nbetas for g in gammas]
     common = dict(seed=seed, log_prior=log_prior, mask=mask, progress=progress,
                   num_threads=num_threads)
+    relax_options = dict(num_chains=relax_chains, sampler=sampler, sampler_options=sampler_options,
+                         log_prior=log_prior, mask=mask, num_threads=num_threads,
+                         max_steps=relax_max_steps, max_seconds=relax_max_seconds)
+    if sampler == "mala":
+        return _calibrate_mala(objective, settings, starts, common, relax_options, start,
+                               tolerance=tolerance, target_accept=target_accept,
+                               num_chains=num_chains, num_draws=num_draws,
+                               num_burnin_steps=num_burnin_steps,
+                               num_steps_bw_draws=num_steps_bw_draws,
+                               sampler_options=sampler_options)
     table: list[dict] = []
 
-    if sampler == "mala":
-        choices = []
-        for b, g in settings:
-            burn = max(num_burnin_steps, 100)
-            trace = run_chains(objective, hyper=SGLDHyperparameters(initial_step_size, b, g),
-                               num_chains=num_chains, num_draws=num_draws, num_burnin_steps=burn,
-                               num_steps_bw_draws=num_steps_bw_draws, sampler="mala",
-                               sampler_options=dict(sampler_options or {}, adapt_steps=burn,
-                                                    target_accept=target_accept),
-                               chain_init=_tile(starts, num_chains), **common)
-            row = _group_row(trace, np.ones(trace.num_chains, dtype=bool), b, g, trace.final_step_size,
-                             "grid", trace.full_batch)
-            row["used_in_fit"] = True
-            row.update(draws=num_draws, steps_bw_draws=num_steps_bw_draws,
-                       steps=burn + num_draws * num_steps_bw_draws)
-            table.append(row)
-            choices.append(CalibrationChoice(
-                nbeta=b, localization=g, step_size=trace.final_step_size,
-                reason=f"dual averaging to mean acceptance {target_accept:g} (MALA has no step-size bias)",
-                llc_zero_step=row["llc_mean"], llc_zero_step_se=row["mcse"], model="none",
-                rel_slope=0.0, rel_slope_se=0.0,
-                predicted_bias=0.0, bias_bound=0.0, step_size_max=float("nan"),
-                fit_points=[trace.final_step_size], fraction_below_init=row["fraction_below_init"],
-                localization_to_gradient=row["localization_to_gradient"]))
-        return CalibrationResult(sampler="mala", rule=f"MALA acceptance target {target_accept:g}",
-                                 tolerance=tolerance, choices=choices, table=table,
-                                 seconds=time.perf_counter() - start,
-                                 sampler_options=dict(sampler_options or {}, target_accept=target_accept))
-
-    # 1. stability scan
+    # 1. stability scan (from the starts: it only has to find the scale of the step)
     if step_sizes is None:
-        eps_max = {}
-        pending = list(settings)
-        centre = {s: initial_step_size for s in settings}
-        for attempt in range(4):
-            if not pending:
-                break
-            points = [(centre[s] * 4.0 ** k, s) for s in pending for k in range(-4, 5)]
-            trace = _grid_run(objective, points, scan_chains, scan_steps // 2, scan_steps // 2, 1,
-                              sampler, sampler_options, common,
-                              chain_init=_tile(starts, len(points) * scan_chains))
-            still = []
-            for s in pending:
-                rows = [_group_row(trace, _select(trace, e, *s), s[0], s[1], e, "scan", trace.full_batch,
-                                   requested=scan_chains) for e, s2 in points if s2 == s]
-                table.extend(rows)
-                # ε_max: the largest step such that it and every smaller scan step are stable
-                good = []
-                for r in sorted(rows, key=lambda r: r["step_size"]):
-                    if not _stable(r):
-                        break
-                    good.append(r["step_size"])
-                if not good:
-                    centre[s] = centre[s] / 4.0 ** 9  # everything diverged: look lower
-                    still.append(s)
-                elif max(good) >= max(r["step_size"] for r in rows):
-                    centre[s] = centre[s] * 4.0 ** 8  # even the largest was fine: look higher
-                    eps_max[s] = max(good)
-                    still.append(s)
-                else:
-                    eps_max[s] = max(good)
-            pending = still
-        for s in settings:
-            if s not in eps_max:
-                raise ValueError(f"no stable step size found for nbeta={s[0]}, localization={s[1]} "
-                                 f"between {initial_step_size * 4.0 ** -40:.2g} and "
-                                 f"{initial_step_size * 4.0 ** 4:.2g}; check the loss for NaNs")
-        grids = {s: [eps_max[s] * 2.0 ** -j for j in range(num_step_sizes)] for s in settings}
+        eps_max = _stability_scan(objective, settings, starts, table, initial_step_size,
+                                  scan_chains, scan_steps, sampler, sampler_options, common)
     else:
-        user = sorted(_as_list(list(step_sizes), "step_sizes"), reverse=True)
-        if any(not (math.isfinite(e) and e > 0) for e in user):
-            raise ValueError("step_sizes must be finite numbers > 0")
-        grids = {s: user for s in settings}
+        user = sorted(as_float("step_sizes", e, minimum=0, strict=True)
+                      for e in _as_list(list(step_sizes), "step_sizes"))[::-1]
         eps_max = {s: max(user) for s in settings}
 
-    # 2. bias grid as one batched run; if too few points are mixed, continue the same chains for
+    # 2. relaxation, at a quarter of the largest stable step (lowered if chains diverge further
+    # out): the grid's chains start relaxed, so the bias is measured where the posterior is
+    relaxations = {}
+    for i, s in enumerate(settings):
+        relaxations[s] = relax(objective, hyper=SGLDHyperparameters(eps_max[s] / 4, *s),
+                               chain_init=_tile(starts, relax_chains), seed=seed + 31 * i + 5,
+                               **relax_options)
+    if step_sizes is None:
+        # the grid starts at the largest step the relaxed chains stood (at most ε_max)
+        grids = {s: [min(eps_max[s], 4 * relaxations[s].step_size) * 2.0 ** -j
+                     for j in range(num_step_sizes)] for s in settings}
+    else:
+        grids = {s: user for s in settings}
+
+    # 3. bias grid as one batched run; if too few points are mixed, continue the same chains for
     # twice as many draws (the previous round becomes burn-in), up to max_rounds rounds
     points = [(e, s) for s in settings for e in grids[s]]
     total = len(points) * num_chains
+    grid_starts = torch.cat([_tile(relaxations[s].states, num_chains) for _, s in points])
     ever_bad = np.zeros(total, dtype=bool)
-    chain_init, burn, draws = _tile(starts, total), num_burnin_steps, num_draws
+    chain_init, burn, draws = grid_starts, num_burnin_steps, num_draws
     for round_ in range(max_rounds):
         trace = _grid_run(objective, points, num_chains, burn, draws, num_steps_bw_draws, sampler,
                           sampler_options, common, chain_init=chain_init, seed_offset=round_)
+        group_of = np.repeat(np.arange(len(points)), num_chains)
         kept = np.zeros(total, dtype=bool)
         kept[trace.kept_chains] = True
         ever_bad |= ~kept
-        group_of = np.repeat(np.arange(len(points)), num_chains)
+        kept_group = group_of[trace.kept_chains]
         rows_by = {}
         for s in settings:
             rows = []
             for e in grids[s]:
                 g = points.index((e, s))
-                row = _group_row(trace, _select(trace, e, *s), s[0], s[1], e, "grid", trace.full_batch)
-                row["diverged_chains"] = int(ever_bad[group_of == g].sum())
-                row["round"] = round_ + 1
-                row["steps"] = burn + draws * num_steps_bw_draws
-                row["draws"] = draws
-                row["steps_bw_draws"] = num_steps_bw_draws
+                row = _group_row(trace, kept_group == g, s[0], s[1], e, "grid", trace.full_batch)
+                row.update(diverged_chains=int(ever_bad[group_of == g].sum()), round=round_ + 1,
+                           steps=burn + draws * num_steps_bw_draws, draws=draws,
+                           steps_bw_draws=num_steps_bw_draws)
                 rows.append(row)
             rows_by[s] = rows
         fits = {s: _fit_rows(rows) for s, rows in rows_by.items()}
@@ -536,15 +622,13 @@ def calibrate(
                      for s in settings)
         if enough or round_ == max_rounds - 1:
             break
-        start_points = (objective.center.expand(total, -1).clone() if starts is None
-                        else _tile(starts, total))
-        start_points[trace.kept_chains] = trace.final_params.to(start_points.dtype)
-        chain_init = start_points
+        chain_init = grid_starts.clone()
+        chain_init[trace.kept_chains] = trace.final_params.to(chain_init.dtype)
         burn = num_burnin_steps if sampler != "sgld" else 0
         draws = 2 * draws
 
-    # 3-4. fit and choose, per (nβ, γ)
-    choices = []
+    # 4. fit and choose, per (nβ, γ)
+    choices, warm_states = [], {}
     for s in settings:
         rows = rows_by[s]
         usable = [r for r in rows if _usable(r)]
@@ -557,23 +641,117 @@ def calibrate(
         eps_star, reason = choose_step_size(fit, [r["step_size"] for r in usable], tolerance=tolerance)
         if not usable:
             eps_star = min(grids[s]) / 2
-        lam0 = fit["llc_zero_step"]
         slope = fit["rel_slope"]
         pred = relative_bias(fit, eps_star) if math.isfinite(slope) else float("nan")
         bound = (abs(relative_bias(fit, eps_star, abs(slope) + 2 * fit["rel_slope_se"]))
                  if math.isfinite(slope) else float("nan"))
         nearest = min(rows, key=lambda r: abs(math.log(r["step_size"] / eps_star)))
+        relaxation = relaxations[s]
+        warm_states[s] = relaxation.states
         choices.append(CalibrationChoice(
-            nbeta=s[0], localization=s[1], step_size=eps_star, reason=reason, llc_zero_step=lam0,
-            llc_zero_step_se=fit["llc_zero_step_se"], model=fit["model"], rel_slope=slope,
-            rel_slope_se=fit["rel_slope_se"],
+            nbeta=s[0], localization=s[1], step_size=eps_star, reason=reason,
+            llc_zero_step=fit["llc_zero_step"], llc_zero_step_se=fit["llc_zero_step_se"],
+            model=fit["model"], rel_slope=slope, rel_slope_se=fit["rel_slope_se"],
             predicted_bias=pred, bias_bound=bound, step_size_max=eps_max[s],
             fit_points=[r["step_size"] for r in usable if r["used_in_fit"]],
             fraction_below_init=nearest["fraction_below_init"],
-            localization_to_gradient=nearest["localization_to_gradient"]))
+            localization_to_gradient=nearest["localization_to_gradient"],
+            relaxation=relaxation.summary()))
     return CalibrationResult(sampler=sampler, rule=RULE, tolerance=tolerance, choices=choices,
                              table=table, seconds=time.perf_counter() - start,
-                             sampler_options=dict(sampler_options or {}))
+                             sampler_options=dict(sampler_options or {}), warm_states=warm_states)
+
+
+def _stability_scan(objective, settings, starts, table, initial_step_size, scan_chains, scan_steps,
+                    sampler, sampler_options, common) -> dict:
+    """``ε_max`` per setting: the largest step of a ``ε₀·4^k`` grid at which it and every smaller
+    step are stable (moving the grid up or down, at most 4 times, until one is found)."""
+    eps_max = {}
+    pending = list(settings)
+    centre = {s: initial_step_size for s in settings}
+    for _ in range(4):
+        if not pending:
+            break
+        points = [(centre[s] * 4.0 ** k, s) for s in pending for k in range(-4, 5)]
+        trace = _grid_run(objective, points, scan_chains, scan_steps // 2, scan_steps // 2, 1,
+                          sampler, sampler_options, common,
+                          chain_init=_tile(starts, len(points) * scan_chains))
+        kept_group = np.repeat(np.arange(len(points)), scan_chains)[trace.kept_chains]
+        still = []
+        for s in pending:
+            rows = [_group_row(trace, kept_group == g, s[0], s[1], e, "scan", trace.full_batch,
+                               requested=scan_chains)
+                    for g, (e, s2) in enumerate(points) if s2 == s]
+            table.extend(rows)
+            good = []
+            for r in sorted(rows, key=lambda r: r["step_size"]):
+                if not _stable(r):
+                    break
+                good.append(r["step_size"])
+            if not good:
+                centre[s] = centre[s] / 4.0 ** 9  # everything diverged: look lower
+                still.append(s)
+            elif max(good) >= max(r["step_size"] for r in rows):
+                centre[s] = centre[s] * 4.0 ** 8  # even the largest was fine: look higher
+                eps_max[s] = max(good)
+                still.append(s)
+            else:
+                eps_max[s] = max(good)
+        pending = still
+    for s in settings:
+        if s not in eps_max:
+            raise ValueError(f"no stable step size found for nbeta={s[0]}, localization={s[1]} "
+                             f"between {initial_step_size * 4.0 ** -40:.2g} and "
+                             f"{initial_step_size * 4.0 ** 4:.2g}: every chain diverged or "
+                             "(full batch) a Metropolis test would reject most SGLD moves; check "
+                             "that the loss is finite and smooth near w*")
+    return eps_max
+
+
+def _calibrate_mala(objective, settings, starts, common, relax_options, start, *, tolerance,
+                    target_accept, num_chains, num_draws, num_burnin_steps, num_steps_bw_draws,
+                    sampler_options) -> CalibrationResult:
+    """MALA: dual averaging to ``target_accept`` from the starts, relaxation at that step, then
+    one measuring run from the relaxed chains (its autocorrelation time scales the schedule)."""
+    table, choices, warm_states = [], [], {}
+    for i, (b, g) in enumerate(settings):
+        burn = max(num_burnin_steps, 100)
+        adapt = run_chains(objective, hyper=SGLDHyperparameters(1e-4, b, g),
+                           num_chains=num_chains, num_draws=4, num_burnin_steps=burn,
+                           num_steps_bw_draws=1, sampler="mala",
+                           sampler_options=dict(sampler_options or {}, adapt_steps=burn,
+                                                target_accept=target_accept),
+                           chain_init=_tile(starts, num_chains), **common)
+        eps = adapt.final_step_size
+        relaxation = relax(objective, hyper=SGLDHyperparameters(eps, b, g),
+                           chain_init=_tile(starts, relax_options["num_chains"]),
+                           seed=common["seed"] + 31 * i + 5, **relax_options)
+        eps = relaxation.step_size
+        trace = run_chains(objective, hyper=SGLDHyperparameters(eps, b, g), num_chains=num_chains,
+                           num_draws=num_draws, num_burnin_steps=0,
+                           num_steps_bw_draws=num_steps_bw_draws, sampler="mala",
+                           sampler_options=dict(sampler_options or {}, target_accept=target_accept),
+                           chain_init=_tile(relaxation.states, num_chains), **common)
+        row = _group_row(trace, np.ones(trace.num_chains, dtype=bool), b, g, eps, "grid",
+                         trace.full_batch)
+        row.update(used_in_fit=True, draws=num_draws, steps_bw_draws=num_steps_bw_draws,
+                   steps=num_draws * num_steps_bw_draws, diverged_chains=len(trace.dropped_chains))
+        table.append(row)
+        warm_states[(b, g)] = relaxation.states
+        choices.append(CalibrationChoice(
+            nbeta=b, localization=g, step_size=eps,
+            reason=f"dual averaging to mean acceptance {target_accept:g} (MALA has no step-size bias)",
+            llc_zero_step=row["llc_mean"], llc_zero_step_se=row["mcse"], model="none",
+            rel_slope=0.0, rel_slope_se=0.0, predicted_bias=0.0, bias_bound=0.0,
+            step_size_max=float("nan"), fit_points=[eps],
+            fraction_below_init=row["fraction_below_init"],
+            localization_to_gradient=row["localization_to_gradient"],
+            relaxation=relaxation.summary()))
+    return CalibrationResult(sampler="mala", rule=f"MALA acceptance target {target_accept:g}",
+                             tolerance=tolerance, choices=choices, table=table,
+                             seconds=time.perf_counter() - start,
+                             sampler_options=dict(sampler_options or {}, target_accept=target_accept),
+                             warm_states=warm_states)
 
 
 def _check_starts(chain_init, objective) -> torch.Tensor | None:
@@ -614,12 +792,6 @@ def _grid_run(objective, points, chains, burnin, draws, bw, sampler, sampler_opt
                       chain_hyper={"step_size": eps, "nbeta": nb, "localization": ga}, **common)
 
 
-def _select(trace, eps, nbeta, gamma) -> np.ndarray:
-    ch = trace.chain_hyper
-    return (np.isclose(ch["step_size"], eps, rtol=1e-9) & np.isclose(ch["nbeta"], nbeta, rtol=1e-9)
-            & np.isclose(ch["localization"], gamma, rtol=1e-9))
-
-
 def _fit_rows(rows: list[dict]) -> dict:
     usable = [r for r in rows if _usable(r)]
     return fit_step_size_bias([r["step_size"] for r in usable], [r["llc_mean"] for r in usable],
@@ -635,7 +807,7 @@ def _stable(row: dict) -> bool:
     if row["diverged_chains"] > 0 or row["kept_chains"] == 0 or not math.isfinite(row["llc_mean"]):
         return False
     acc = row["mala_acceptance"]
-    if row.get("full_batch"):
+    if row.get("full_batch") and row.get("records_acceptance"):
         # full batch: the MALA acceptance of SGLD's moves is always measurable, so a NaN means
         # its terms overflowed — a chain running away, not yet non-finite — and counts as unstable
         return math.isfinite(acc) and acc >= 0.5
@@ -673,6 +845,7 @@ def _group_row_unchecked(trace, sel, nbeta, gamma, eps, stage, full_batch, reque
     drift2 = float((trace.drift_norm[sel] ** 2).mean())
     row["drift_noise_ratio2"] = drift2 / noise2 if noise2 > 0 else float("nan")
     acc = trace.records.get("acceptance")
+    row["records_acceptance"] = acc is not None  # SGLD and MALA do, SGNHT and pSGLD do not
     if acc is not None:
         a = acc[sel]
         a = a[np.isfinite(a)]

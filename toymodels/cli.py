@@ -2,7 +2,8 @@
 
 ``toymodels validate`` runs every exact case (see :mod:`experiments.validation`), prints the
 accuracy table, writes ``figures/validation.png`` and ``results/validation.json``, and exits
-non-zero when a case misses its tolerance.
+non-zero when a case misses its tolerance. The JSON is written after every case, so an
+interrupted run keeps what it finished, and ``--resume`` runs only the rest.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
                      help="multiply chains and draws by this (smaller is faster, less accurate)")
     val.add_argument("--json", default="results/validation.json", help="where to write the numbers")
     val.add_argument("--figure", default="figures/validation.png", help="where to write the figure")
+    val.add_argument("--resume", action="store_true",
+                     help="take the cases already in --json (same settings) from there; run the rest")
     val.add_argument("--no-strict", action="store_true",
                      help="report but do not fail on tolerances (for tiny smoke budgets)")
     sub.add_parser("list", help="list the validation cases")
@@ -37,8 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.scale <= 0:
         parser.error("--scale must be > 0")
     cases = validation_cases(args.group, scale=args.scale)
-    report = run_validation(cases, json_path=args.json, figure_path=args.figure,
-                            strict=not args.no_strict)
+    try:
+        report = run_validation(cases, json_path=args.json, figure_path=args.figure,
+                                strict=not args.no_strict, resume=args.resume)
+    except KeyboardInterrupt:
+        return 130
     return 0 if report["all_passed"] else 1
 
 

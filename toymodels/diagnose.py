@@ -18,6 +18,12 @@ of what the numbers show and what to change:
   averaged over coordinates, so ρ is a rule-of-thumb estimate of the relative step-size bias
   (a test checks the Gaussian identity). For MALA there is no bias, and the acceptance rate is
   checked instead;
+* **frozen** — chains whose loss and distance from ``w*`` never changed (a step below the
+  parameters' precision, or MALA rejecting everything): their ``λ̂ = 0`` and ESS are artefacts;
+* **cannot assess** — R-hat or the MCSE is undefined (too few draws or chains);
+* **not relaxed**, **budget short** — ``step_size="auto"`` ran out of budget before the chains
+  stopped drifting, or before the precision asked for;
+* **MALA stuck** — acceptance below 5 %;
 * **localization dominates** — the pull ``γ(w − w*)`` is larger on average than the loss's force
   ``nβ∇L``: the posterior is mostly the Gaussian prior, and λ̂ is biased low.
 
@@ -95,6 +101,44 @@ def _half_drift_z(llc_trace: np.ndarray) -> float:
     return float((second.mean() - first.mean()) / se)
 
 
+def _frozen_chains(result) -> np.ndarray:
+    """Indices of chains that never moved: loss and distance from w* constant over the draws."""
+    loss = result.loss_trace
+    if loss.shape[1] < 2:
+        return np.array([], dtype=int)
+    still = np.ptp(loss, axis=1) == 0
+    if result.trace is not None:
+        dist = result.trace.distance
+        # "negligible": below the float resolution of the distance itself
+        still &= np.ptp(dist, axis=1) <= 1e-12 * (1.0 + np.abs(dist).max(axis=1))
+    return np.flatnonzero(still)
+
+
+def _schedule_findings(result) -> list[Finding]:
+    """What step_size="auto" reported about its own schedule (relaxation and budget)."""
+    findings = []
+    schedule = getattr(result, "schedule", None) or {}
+    relaxation = schedule.get("relaxation") or {}
+    if relaxation and not relaxation.get("relaxed", True):
+        findings.append(Finding(
+            "not_relaxed", "problem",
+            f"The chains were still drifting away from w* when the relaxation's budget ran out "
+            f"({relaxation.get('steps')} steps at ε = {relaxation.get('step_size', float('nan')):.3g}): "
+            "the slowest direction of the posterior was not reached, and λ̂ is likely too low.",
+            "Give the relaxation more room (calibration_options={'relax_max_steps': ...} or a "
+            "larger budget_seconds), or raise the localization γ, which shortens the slowest "
+            "relaxation (about 1/γ in Langevin time)."))
+    if schedule.get("short_of_target"):
+        findings.append(Finding(
+            "budget_short", "problem",
+            f"The budget stopped the run short of the precision asked for: the MCSE should be "
+            f"about {schedule.get('predicted_mcse', float('nan')):.3g}, against a target of "
+            f"{schedule.get('target_mcse', float('nan')):.3g} ({schedule.get('reasons', {}).get('num_draws', '')}).",
+            "Raise budget_steps or budget_seconds, use more chains (cheap when the model is "
+            "small), or accept a larger rel_mcse."))
+    return findings
+
+
 def diagnose(result) -> Diagnosis:
     """Findings about an :class:`toymodels.LLCResult` (see the module docstring for each rule)."""
     findings: list[Finding] = []
@@ -102,6 +146,27 @@ def diagnose(result) -> Diagnosis:
     lam, mcse = result.llc_mean, result.mcse
     numbers = dict(llc_mean=lam, mcse=mcse, rhat=result.rhat, ess=result.ess,
                    sampler=result.sampler, step_size=result.step_size)
+
+    frozen = _frozen_chains(result)
+    numbers["frozen_chains"] = int(frozen.size)
+    if frozen.size:
+        findings.append(Finding(
+            "frozen", "problem",
+            f"{frozen.size} of {result.num_chains} chains never moved (constant loss and distance "
+            f"from w* over all {result.num_draws} draws; chains {frozen[:10].tolist()}): their "
+            "λ̂ = 0 and ESS say nothing about the posterior.",
+            f"The step size ({result.step_size:.3g}) is too small for the parameters' precision, "
+            "or (MALA) every proposal was rejected: use step_size='auto', or a step around 1e-4 "
+            "to 1e-6, in float32 or float64."))
+    elif not (math.isfinite(result.rhat) and math.isfinite(mcse)) and np.ptp(result.loss_trace) > 0:
+        findings.append(Finding(
+            "cannot_assess", "problem",
+            f"R-hat ({result.rhat}) or the MCSE ({mcse}) could not be computed from "
+            f"{result.num_chains} chain(s) × {result.num_draws} draw(s): nothing says whether the "
+            "chains converged or how precise λ̂ is.",
+            "Use at least 2 chains and 100 draws (R-hat and the ESS need several draws per chain); "
+            "step_size='auto' chooses enough."))
+    findings.extend(_schedule_findings(result))
 
     if result.dropped_chains:
         findings.append(Finding(
@@ -167,7 +232,14 @@ def diagnose(result) -> Diagnosis:
     if result.sampler == "mala" and result.acceptance_rate is not None:
         acc = float(np.mean(result.acceptance_rate))
         numbers["acceptance_rate"] = acc
-        if acc < 0.4:
+        if acc < 0.05:
+            findings.append(Finding(
+                "mala_stuck", "problem",
+                f"MALA accepted {100 * acc:.1f}% of its proposals: the chains hardly moved, so the "
+                "draws are a few points repeated and λ̂ reflects where the chains started.",
+                "Lower the step size by 10× or more, or use step_size='auto' (adapts to 80% "
+                "acceptance)."))
+        elif acc < 0.4:
             findings.append(Finding(
                 "mala_acceptance_low", "warning",
                 f"MALA accepts only {100 * acc:.0f}% of its proposals: no bias, but the chains "

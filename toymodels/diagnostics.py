@@ -2,7 +2,8 @@
 
 R-hat is the rank-normalised split R-hat and ESS the bulk effective sample size of Vehtari et al.
 (2021, Bayesian Analysis 16(2)); the Monte-Carlo standard error of the mean is
-``sd / sqrt(ESS_mean)``. With a single draw per chain these are undefined and reported as NaN.
+``sd / sqrt(ESS_mean)``. With fewer than 4 draws per chain these are undefined and reported as
+NaN; a constant trace has MCSE 0 and no ESS or R-hat (NaN).
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ def chain_diagnostics(trace: np.ndarray) -> dict[str, float]:
     if trace.shape[1] < 4 or not np.isfinite(trace).all():
         return {"ess": float("nan"), "rhat": float("nan"), "mcse": float("nan")}
     if np.ptp(trace) == 0:
-        return {"ess": float(trace.size), "rhat": 1.0, "mcse": 0.0}
+        # a constant trace has no spread: its mean is exact (MCSE 0), but an ESS or R-hat would be
+        # an artefact (chains that never moved look "perfectly mixed"); toymodels.diagnose tells
+        # frozen chains from a loss that is truly constant
+        return {"ess": float("nan"), "rhat": float("nan"), "mcse": 0.0}
     with warnings.catch_warnings():
         # arviz-stats warns on few chains or draws; the numbers it returns are still the ones we report
         warnings.simplefilter("ignore")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,23 +26,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._checks import as_choice, as_float, as_int, as_optional_int
+from .calibration import CalibrationResult, calibrate
 from .diagnostics import chain_diagnostics
-from .objective import ModuleObjective, Objective, PotentialObjective, data_from_loader, parameter_mask
-from .sampling import SamplingTrace, run_sgld
+from .objective import Objective, default_nbeta, make_objective, resolve_mask
+from .relaxation import relax as run_relaxation
+from .samplers import SAMPLERS, make_sampler
+from .sampling import ON_DIVERGENCE, SamplingInterrupted, SamplingTrace, run_sgld
 from .sgld import SGLDHyperparameters
 
 __all__ = ["LLCResult", "estimate_llc", "llc_from_trace", "default_nbeta"]
-
-
-def default_nbeta(num_samples: int) -> float:
-    """The default inverse temperature times sample size, ``nβ = n / log n`` (β = 1/log n).
-
-    This is the choice of Lau et al. (Watanabe's WBIC temperature). devinterp's default is
-    ``b / log b`` with ``b`` the *batch* size, which is a different posterior whenever ``b ≠ n``.
-    """
-    if num_samples < 2:
-        raise ValueError(f"n / log n needs n ≥ 2 samples, got {num_samples}; pass nbeta explicitly")
-    return num_samples / math.log(num_samples)
 
 
 @dataclass
@@ -87,6 +81,9 @@ class LLCResult:
     mala_acceptance: np.ndarray | None = None
     #: the calibration behind ``step_size="auto"`` (a JSON-ready summary), if any
     calibration: dict | None = None
+    #: with ``step_size="auto"``: the schedule chosen and why (:class:`toymodels.calibration.Schedule`
+    #: as a dict, with the relaxation that started the chains and the calibration's seconds)
+    schedule: dict | None = None
     trace: SamplingTrace | None = field(default=None, repr=False)
 
     @property
@@ -212,42 +209,8 @@ def llc_from_trace(trace: SamplingTrace, *, nbeta_source: str = "given", batch_s
     )
 
 
-def make_objective(
-    target: torch.nn.Module | Callable[[torch.Tensor], torch.Tensor],
-    *,
-    init: torch.Tensor | None = None,
-    data=None,
-    loss_fn: Callable | None = None,
-    batch_size: int | None = None,
-) -> Objective:
-    """Build the sampler's :class:`Objective` from a potential or from a network with data."""
-    if isinstance(target, torch.nn.Module):
-        if init is not None:
-            raise ValueError("init is for potentials; a network is sampled around its current parameters")
-        if data is None or loss_fn is None:
-            raise ValueError("a network needs data=(inputs, targets) and loss_fn=fn(outputs, targets)")
-        if isinstance(data, (tuple, list)):
-            if len(data) != 2:
-                raise ValueError(f"data must be (inputs, targets), got a sequence of length {len(data)}")
-            inputs, targets = data
-        elif isinstance(data, torch.utils.data.DataLoader):
-            inputs, targets = data_from_loader(data)
-        else:
-            raise TypeError(f"data must be (inputs, targets) tensors or a DataLoader, got {type(data).__name__}")
-        return ModuleObjective(target, inputs, targets, loss_fn, batch_size=batch_size)
-    if callable(target):
-        if data is not None or loss_fn is not None:
-            raise ValueError("data and loss_fn are for networks; a potential is a function of w alone")
-        if batch_size is not None:
-            raise ValueError("batch_size is for networks with data; a potential has no minibatches")
-        if init is None:
-            raise ValueError("a potential needs init=w_star, the flat parameter vector to localize at")
-        return PotentialObjective(target, init)
-    raise TypeError(f"expected a torch.nn.Module or a potential function, got {type(target).__name__}")
-
-
 def estimate_llc(
-    target: torch.nn.Module | Callable[[torch.Tensor], torch.Tensor],
+    target: torch.nn.Module | Callable[[torch.Tensor], torch.Tensor] | Objective,
     *,
     init: torch.Tensor | None = None,
     data=None,
@@ -256,9 +219,9 @@ def estimate_llc(
     step_size: float | str = 1e-4,
     localization: float = 0.0,
     num_chains: int = 8,
-    num_draws: int = 1000,
-    num_burnin_steps: int = 0,
-    num_steps_bw_draws: int = 1,
+    num_draws: int | None = None,
+    num_burnin_steps: int | None = None,
+    num_steps_bw_draws: int | None = None,
     batch_size: int | None = None,
     seed: int = 0,
     log_prior: Callable[[torch.Tensor], torch.Tensor] | None = None,
@@ -271,6 +234,10 @@ def estimate_llc(
     sampler: str = "sgld",
     sampler_options: dict | None = None,
     calibration=None,
+    rel_mcse: float = 0.02,
+    budget_steps: int | None = 1_000_000,
+    budget_seconds: float | None = None,
+    calibration_options: dict | None = None,
 ) -> LLCResult:
     """Estimate the local learning coefficient at ``w*`` with chains run as one tensor (SGLD by default).
 
@@ -284,17 +251,31 @@ def estimate_llc(
     * ``estimate_llc(model, data=(inputs, targets), loss_fn=...)`` — a ``torch.nn.Module`` at
       ``w*``, data as tensors (or a DataLoader, concatenated once), ``loss_fn(outputs, targets)``
       the batch-mean loss. ``nbeta`` defaults to ``n / log n`` with ``n`` the dataset size (never
-      the batch size); ``result.nbeta_source`` says which was used.
+      the batch size); ``result.nbeta_source`` says which was used. The contracts the sampler
+      relies on are checked before anything runs: outputs and targets of the same shape (no
+      silent broadcasting), a batch *mean* (the loss of the data equals the mean of the losses of
+      its two halves), a tensor-valued loss, and no dropout or batch-norm layer in training mode.
+
+    ``step_size="auto"`` chooses the whole schedule (every value passed explicitly wins):
+
+    1. :func:`toymodels.calibrate` finds the largest stable step, **relaxes** this run's chains
+       from ``w*`` at a quarter of it until they stop drifting (:mod:`toymodels.relaxation`: the
+       burn-in the slowest direction needs), measures the step-size bias on a grid from the
+       relaxed chains and chooses ε (for MALA: dual averaging to 80 % acceptance);
+    2. :meth:`CalibrationResult.schedule` sets the burn-in at ε (20 autocorrelation times), and
+       the draws and thinning for an MCSE of ``rel_mcse·|λ̂|`` within the budget;
+    3. the chains continue from their relaxed positions. ``result.schedule`` says what was
+       chosen and why; a budget that stopped short of the target is a problem in
+       ``result.diagnose()``. Passing ``num_burnin_steps`` skips the relaxation: the chains
+       then start at ``w*`` (or ``chain_init``) and burn in for exactly that many steps.
 
     Args:
         nbeta: nβ, the inverse temperature times the sample size.
-        step_size: ε, the step size (SGLD's noise variance), or ``"auto"``: for SGLD, SGNHT and
-            preconditioned SGLD, :func:`toymodels.calibrate` chooses it (the largest step whose
-            fitted step-size bias is within 1 %; pass ``calibration=`` to reuse one); for MALA it
-            is adapted during burn-in to an acceptance rate of 0.8.
+        step_size: ε, the step size (SGLD's noise variance), or ``"auto"`` (above).
         localization: γ ≥ 0, the pull towards ``w*``.
         num_chains, num_draws, num_burnin_steps, num_steps_bw_draws: the chain schedule; burn-in
-            draws are excluded from every average.
+            draws are excluded from every average. With a numeric step size the defaults are
+            1000 draws, no burn-in and no thinning; with ``"auto"`` they are chosen.
         batch_size: minibatch size per chain and step (networks only); ``None`` = full batch.
         seed: every random number of the run comes from a generator seeded with this.
         log_prior: optional ``log φ(w)`` of one flat vector (added to the drift; the recorded
@@ -313,13 +294,63 @@ def estimate_llc(
         sampler: ``"sgld"`` (default), ``"sgnht"``, ``"rmsprop_sgld"`` or ``"mala"`` (exact
             full-batch losses only; no step-size bias); see :mod:`toymodels.samplers`.
         sampler_options: keyword arguments of the sampler (e.g. ``{"diffusion": 0.1}`` for SGNHT).
-        calibration: a :class:`toymodels.calibration.CalibrationResult` to take the step size from
-            when ``step_size="auto"`` (instead of calibrating again).
+        calibration: a :class:`toymodels.CalibrationResult` (or its ``to_dict()``, as stored in
+            ``result.calibration``) to take ε from when ``step_size="auto"``, instead of
+            calibrating again; the chains are then relaxed at its relaxation step.
+        rel_mcse: with ``"auto"``: the Monte-Carlo standard error to aim for, relative to λ̂.
+        budget_steps: with ``"auto"``: at most this many steps per chain after relaxation.
+        budget_seconds: with ``"auto"``: a wall-clock budget for the whole call (half of it at
+            most for the relaxation); the draws are cut to fit it.
+        calibration_options: with ``"auto"``: keyword arguments for :func:`toymodels.calibrate`
+            (e.g. ``{"num_chains": 64}`` for a more precise bias slope).
 
     The result carries diagnostics (``fraction_below_init``, ``mala_acceptance`` or
     ``acceptance_rate``, the trace's drift terms); ``result.diagnose()`` says in words what they
-    mean and what to change.
+    mean and what to change. Ctrl-C raises :class:`toymodels.SamplingInterrupted` whose
+    ``result`` holds the draws completed so far.
     """
+    # every argument is checked before anything is sampled or calibrated
+    auto = isinstance(step_size, str)
+    if auto and step_size != "auto":
+        raise ValueError(f"step_size must be a number > 0 or 'auto', got {step_size!r}")
+    if not auto:
+        step_size = as_float("step_size", step_size, minimum=0, strict=True,
+                             hint="try 1e-4, or step_size='auto'")
+    num_chains = as_int("num_chains", num_chains, 1)
+    num_draws = as_optional_int("num_draws", num_draws, 1)
+    num_burnin_steps = as_optional_int("num_burnin_steps", num_burnin_steps, 0)
+    num_steps_bw_draws = as_optional_int("num_steps_bw_draws", num_steps_bw_draws, 1)
+    localization = as_float("localization", localization, minimum=0, hint="0 means no localization")
+    if nbeta is not None:
+        nbeta = as_float("nbeta", nbeta, minimum=0, strict=True,
+                         hint="the default for n samples is n / log n")
+    seed = as_int("seed", seed, 0)
+    as_choice("on_divergence", on_divergence, ON_DIVERGENCE)
+    as_choice("sampler", sampler, tuple(SAMPLERS))
+    make_sampler(sampler, {k: v for k, v in (sampler_options or {}).items()
+                           if k not in ("adapt_steps",)})  # bad options fail now
+    rel_mcse = as_float("rel_mcse", rel_mcse, minimum=0, strict=True, hint="0.02 means 2%")
+    if budget_steps is not None:
+        budget_steps = as_int("budget_steps", budget_steps, 1)
+    if budget_seconds is not None:
+        budget_seconds = as_float("budget_seconds", budget_seconds, minimum=0, strict=True)
+    if num_threads is not None:
+        num_threads = as_int("num_threads", num_threads, 1)
+    if calibration is not None:
+        if not auto:
+            raise ValueError("calibration= is used with step_size='auto'; with a numeric step "
+                             "size it would be ignored")
+        if isinstance(calibration, dict):
+            calibration = CalibrationResult.from_dict(calibration)
+        elif not isinstance(calibration, CalibrationResult):
+            raise TypeError("calibration must be a CalibrationResult (from toymodels.calibrate) or "
+                            f"its to_dict(), got {type(calibration).__name__}")
+        if calibration.sampler != sampler:
+            raise ValueError(f"the calibration was made for sampler {calibration.sampler!r}, "
+                             f"not {sampler!r}; calibrate again with sampler={sampler!r}")
+    if calibration_options is not None and (not auto or calibration is not None):
+        raise ValueError("calibration_options configure the calibration that step_size='auto' "
+                         "runs; they do nothing with a numeric step size or a given calibration")
     objective = make_objective(target, init=init, data=data, loss_fn=loss_fn, batch_size=batch_size)
     if nbeta is None:
         if objective.num_samples is None:
@@ -327,66 +358,94 @@ def estimate_llc(
         nbeta, nbeta_source = default_nbeta(objective.num_samples), f"n/log n with n={objective.num_samples}"
     else:
         nbeta_source = "given"
+    mask = resolve_mask(objective, restrict_to)
+    if chain_init is not None:
+        chain_init = torch.as_tensor(chain_init, dtype=objective.dtype, device=objective.center.device)
+        if chain_init.shape != (num_chains, objective.dim):
+            raise ValueError(f"chain_init must have shape (num_chains, d) = ({num_chains}, "
+                             f"{objective.dim}), got {tuple(chain_init.shape)}")
     options = dict(sampler_options or {})
-    calibration_summary = None
-    if isinstance(step_size, str):
-        if step_size != "auto":
-            raise ValueError(f"step_size must be a number > 0 or 'auto', got {step_size!r}")
+    common = dict(seed=seed, log_prior=log_prior, mask=mask, num_threads=num_threads)
+    calibration_summary = schedule = None
+    start = time.perf_counter()
+    if auto:
+        calibration, starts, relaxation = _auto_calibration(
+            objective, calibration, calibration_options, nbeta=nbeta, localization=localization,
+            sampler=sampler, sampler_options=sampler_options, num_chains=num_chains,
+            chain_init=chain_init, relax=num_burnin_steps is None, budget_seconds=budget_seconds,
+            common=common)
+        choice = calibration.choice(nbeta, localization)
+        step_size = choice.step_size
+        seconds_left = (None if budget_seconds is None
+                        else max(budget_seconds - (time.perf_counter() - start), 1e-3))
+        plan = calibration.schedule(
+            num_chains, rel_mcse=rel_mcse, nbeta=nbeta, localization=localization,
+            num_burnin_steps=num_burnin_steps, num_draws=num_draws,
+            num_steps_bw_draws=num_steps_bw_draws, budget_steps=budget_steps,
+            budget_seconds=seconds_left,
+            seconds_per_step=relaxation["seconds_per_step"] if relaxation else None)
+        num_burnin_steps, num_draws, num_steps_bw_draws = (
+            plan.num_burnin_steps, plan.num_draws, plan.num_steps_bw_draws)
+        if starts is not None:
+            chain_init = starts
+        schedule = dict(plan.to_dict(), relaxation=relaxation,
+                        calibration_seconds=time.perf_counter() - start)
+        calibration_summary = calibration.to_dict()
         if sampler == "mala":
-            if num_burnin_steps < 1:
-                raise ValueError("step_size='auto' with MALA adapts ε during burn-in: give "
-                                 "num_burnin_steps > 0 (a few hundred steps)")
-            options.setdefault("adapt_steps", num_burnin_steps)
-            options.setdefault("target_accept", 0.8)
-            step_size = calibration.step_size if calibration is not None else 1e-4
-        else:
-            if calibration is None:
-                from .calibration import calibrate
-
-                calibration = calibrate(
-                    target, init=init, data=data, loss_fn=loss_fn, nbeta=nbeta,
-                    localization=localization, sampler=sampler, sampler_options=sampler_options,
-                    batch_size=batch_size, seed=seed + 1, log_prior=log_prior,
-                    restrict_to=restrict_to, num_threads=num_threads, chain_init=chain_init)
-            elif calibration.sampler != sampler:
-                raise ValueError(f"the calibration was made for sampler {calibration.sampler!r}, "
-                                 f"not {sampler!r}; calibrate again with sampler={sampler!r}")
-            step_size = calibration.choice(nbeta, localization).step_size
-        if calibration is not None:
-            calibration_summary = calibration.to_dict()
+            options["target_accept"] = calibration.sampler_options.get("target_accept", 0.8)
+    num_draws = 1000 if num_draws is None else num_draws
+    num_burnin_steps = 0 if num_burnin_steps is None else num_burnin_steps
+    num_steps_bw_draws = 1 if num_steps_bw_draws is None else num_steps_bw_draws
     hyper = SGLDHyperparameters(step_size=step_size, nbeta=nbeta, localization=localization)
-    mask = _resolve_mask(objective, restrict_to)
-    trace = run_sgld(
-        objective,
-        hyper=hyper,
-        num_chains=num_chains,
-        num_draws=num_draws,
-        num_burnin_steps=num_burnin_steps,
-        num_steps_bw_draws=num_steps_bw_draws,
-        seed=seed,
-        log_prior=log_prior,
-        mask=mask,
-        observables=observables,
-        on_divergence=on_divergence,
-        progress=progress,
-        chain_init=chain_init,
-        num_threads=num_threads,
-        sampler=sampler,
-        sampler_options=options,
-    )
-    result = llc_from_trace(trace, nbeta_source=nbeta_source, batch_size=batch_size, seed=seed,
-                            num_samples=objective.num_samples)
+    post = dict(nbeta_source=nbeta_source, batch_size=batch_size, seed=seed,
+                num_samples=objective.num_samples)
+    try:
+        trace = run_sgld(objective, hyper=hyper, num_chains=num_chains, num_draws=num_draws,
+                         num_burnin_steps=num_burnin_steps, num_steps_bw_draws=num_steps_bw_draws,
+                         observables=observables, on_divergence=on_divergence, progress=progress,
+                         chain_init=chain_init, sampler=sampler, sampler_options=options, **common)
+    except SamplingInterrupted as exc:
+        if exc.trace is not None and exc.trace.num_draws >= 1:
+            exc.result = llc_from_trace(exc.trace, **post)
+            exc.result.calibration, exc.result.schedule = calibration_summary, schedule
+        raise
+    result = llc_from_trace(trace, **post)
     result.calibration = calibration_summary
+    result.schedule = schedule
     return result
 
 
-def _resolve_mask(objective: Objective, restrict_to) -> torch.Tensor | None:
-    if restrict_to is None:
-        return None
-    if isinstance(restrict_to, torch.Tensor):
-        return restrict_to
-    if isinstance(objective, ModuleObjective):
-        if isinstance(restrict_to, str):
-            restrict_to = [restrict_to]
-        return parameter_mask(objective, restrict_to)
-    raise ValueError("restrict_to by name needs a network; for a potential pass a boolean (d,) mask")
+def _auto_calibration(objective, calibration, calibration_options, *, nbeta, localization, sampler,
+                      sampler_options, num_chains, chain_init, relax, budget_seconds, common):
+    """``(calibration, relaxed starting points or None, relaxation summary or None)`` for "auto"."""
+    relax_seconds = None if budget_seconds is None else budget_seconds / 2
+    if calibration is None:
+        options = dict(calibration_options or {})
+        for key in ("nbeta", "localization", "sampler", "chain_init", "relax_chains"):
+            if key in options:
+                raise ValueError(f"calibration_options may not set {key!r}: estimate_llc sets it")
+        options.setdefault("seed", common["seed"] + 1)
+        calibration = calibrate(objective, nbeta=nbeta, localization=localization, sampler=sampler,
+                                sampler_options=sampler_options, log_prior=common["log_prior"],
+                                restrict_to=common["mask"], num_threads=common["num_threads"],
+                                chain_init=chain_init,
+                                relax_chains=num_chains if relax else None,
+                                relax_max_seconds=relax_seconds, **options)
+        choice = calibration.choice(nbeta, localization)
+        if not relax:
+            return calibration, None, None
+        return calibration, calibration.warm_states[(choice.nbeta, choice.localization)], choice.relaxation
+    choice = calibration.choice(nbeta, localization)
+    if not relax:
+        return calibration, None, None
+    warm = calibration.warm_states.get((choice.nbeta, choice.localization))
+    if warm is not None and warm.shape == (num_chains, objective.dim) and chain_init is None:
+        return calibration, warm, choice.relaxation
+    # relax this run's chains at the step the calibration relaxed at
+    step = choice.relaxation.get("step_size", choice.step_size) if choice.relaxation else choice.step_size
+    relaxation = run_relaxation(objective, hyper=SGLDHyperparameters(step, nbeta, localization),
+                                num_chains=num_chains, chain_init=chain_init, sampler=sampler,
+                                sampler_options=sampler_options, seed=common["seed"] + 3,
+                                log_prior=common["log_prior"], mask=common["mask"],
+                                num_threads=common["num_threads"], max_seconds=relax_seconds)
+    return calibration, relaxation.states, relaxation.summary()

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch.func import functional_call, vmap
 
+from toymodels._checks import as_int
 from toymodels.fx_passes import sink_transposes, split_merged_views
 
 __all__ = [
@@ -39,6 +40,10 @@ __all__ = [
     "ModuleObjective",
     "CompiledLossAndGrad",
     "parameter_mask",
+    "default_nbeta",
+    "make_objective",
+    "resolve_mask",
+    "check_module_contracts",
     "AUTO_COMPILE_AFTER_SECONDS",
 ]
 
@@ -185,6 +190,7 @@ class ModuleObjective(Objective):
         named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         if not named:
             raise ValueError("model has no trainable parameters to sample")
+        _check_precision(named[0][1].dtype, "the model's parameters")
         self.names = [name for name, _ in named]
         self.shapes = [p.shape for _, p in named]
         self.numels = [p.numel() for _, p in named]
@@ -204,13 +210,7 @@ class ModuleObjective(Objective):
 
         self._full = vmap(loss_one, in_dims=(0, None, None))
         self._mini = vmap(loss_one, in_dims=(0, 0, 0))
-        with torch.no_grad():
-            value = self.loss_fn(model(inputs[: min(n, 2)]), targets[: min(n, 2)])
-        if not isinstance(value, torch.Tensor) or value.numel() != 1:
-            raise ValueError(
-                "loss_fn must return the scalar batch-mean loss, got a tensor of shape "
-                f"{tuple(value.shape)}; use reduction='mean'"
-            )
+        check_module_contracts(model, inputs, targets, loss_fn)
         self.compile_mode = _compile_mode(compile)
         self.compile_status = "eager" if self.compile_mode != "never" else "eager (compile off)"
         self.compile_seconds = 0.0
@@ -325,6 +325,149 @@ class ModuleObjective(Objective):
     def full_loss(self, params):
         with torch.no_grad():
             return self._full(params, self.inputs, self.targets)
+
+
+#: layers whose output depends on ``model.training``: in training mode they make the loss random
+#: (dropout) or couple the samples of a batch (batch statistics), which vmap cannot batch
+_TRAINING_MODE_LAYERS = (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._BatchNorm,
+                         torch.nn.modules.instancenorm._InstanceNorm)
+
+
+def _check_precision(dtype: torch.dtype, what: str) -> None:
+    if dtype in (torch.float16, torch.bfloat16):
+        raise ValueError(
+            f"{what} are {dtype}: a half-precision step loses the noise √ε·ξ to rounding (bfloat16 "
+            "keeps 8 bits), so chains freeze or move on a coarse grid and λ̂ comes out 0 or "
+            "wrong. Sample in float32 or float64: model.float() / init.float()")
+
+
+def check_module_contracts(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+                           loss_fn: Callable) -> None:
+    """Check what the sampler assumes of a network, its data and its loss; raise with advice.
+
+    * no dropout or batch-norm layer in training mode (call ``model.eval()``);
+    * ``loss_fn`` returns a tensor (a Python float has no gradient);
+    * outputs and floating-point targets have the same shape: ``mse_loss`` broadcasts ``(n, 1)``
+      against ``(n,)`` to an ``(n, n)`` loss without complaint, and the estimate is then wrong;
+    * the loss is a batch **mean**: the loss of 2m samples equals the mean of the losses of its two
+      halves (a sum would be twice that and silently double the temperature nβ).
+    """
+    if model.training:
+        stochastic = sorted({type(m).__name__ for m in model.modules()
+                             if isinstance(m, _TRAINING_MODE_LAYERS)})
+        if stochastic:
+            raise ValueError(
+                f"the model is in training mode and has {', '.join(stochastic)} layers, whose "
+                "output is random or depends on the whole batch in that mode: call model.eval() "
+                "before estimating (the LLC is a property of the deterministic network)")
+    n = inputs.shape[0]
+    m = min(n // 2, 128)
+    with torch.no_grad():
+        outputs = model(inputs[: max(2 * m, 1)])
+        # shapes first: a loss that broadcasts would warn (or silently compare all pairs)
+        if isinstance(outputs, torch.Tensor) and torch.is_floating_point(targets) \
+                and outputs.shape != targets[: outputs.shape[0]].shape:
+            out_shape, tgt_shape = tuple(outputs.shape[1:]), tuple(targets.shape[1:])
+            try:
+                joint = torch.broadcast_shapes(outputs.shape, targets[: outputs.shape[0]].shape)
+            except RuntimeError:
+                joint = None
+            if joint is not None and joint != outputs.shape:
+                raise ValueError(
+                    f"the model's outputs (per sample {out_shape}) and the targets (per sample "
+                    f"{tgt_shape}) broadcast to {tuple(joint)}: a loss such as mse_loss would "
+                    "compare every output with every target. Give targets the outputs' shape "
+                    "(e.g. targets.unsqueeze(-1) or targets.reshape(n, -1)) or squeeze the outputs")
+        value = loss_fn(outputs, targets[: max(2 * m, 1)])
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(
+                f"loss_fn must return a tensor (the scalar batch-mean loss), got "
+                f"{type(value).__name__}; compute it with torch operations so it has a gradient")
+        if value.numel() != 1:
+            raise ValueError(
+                "loss_fn must return the scalar batch-mean loss, got a tensor of shape "
+                f"{tuple(value.shape)}; use reduction='mean'")
+        if m >= 1:
+            first = loss_fn(model(inputs[:m]), targets[:m])
+            second = loss_fn(model(inputs[m: 2 * m]), targets[m: 2 * m])
+            halves = 0.5 * (first + second)
+            tol = (1e-3 if value.dtype in (torch.float32, torch.float16, torch.bfloat16) else 1e-8)
+            scale = float(abs(value)) + float(abs(halves))
+            if abs(float(value) - float(halves)) > tol * scale + 1e-30:
+                ratio = float(value) / float(halves) if float(halves) != 0 else float("nan")
+                raise ValueError(
+                    f"loss_fn is not a batch mean: the loss of {2 * m} samples is {float(value):.6g} "
+                    f"but the mean of the losses of its two halves is {float(halves):.6g} "
+                    f"(ratio {ratio:.3g}; a sum gives 2). The sampler's temperature is nβ·L with L "
+                    "the mean loss: use reduction='mean' (a sum multiplies nβ by the batch size)")
+
+
+def default_nbeta(num_samples: int) -> float:
+    """The default inverse temperature times sample size, ``nβ = n / log n`` (β = 1/log n).
+
+    This is the choice of Lau et al. (Watanabe's WBIC temperature). devinterp's default is
+    ``b / log b`` with ``b`` the *batch* size, which is a different posterior whenever ``b ≠ n``.
+    """
+    if num_samples < 2:
+        raise ValueError(f"n / log n needs n ≥ 2 samples, got {num_samples}; pass nbeta explicitly")
+    return num_samples / math.log(num_samples)
+
+
+def make_objective(
+    target: torch.nn.Module | Callable[[torch.Tensor], torch.Tensor] | Objective,
+    *,
+    init: torch.Tensor | None = None,
+    data=None,
+    loss_fn: Callable | None = None,
+    batch_size: int | None = None,
+) -> Objective:
+    """Build the sampler's :class:`Objective` from a potential or from a network with data.
+
+    An :class:`Objective` passes through unchanged (so a calibration and the run that follows
+    share one, with its checks done and any compiled kernels kept).
+    """
+    if isinstance(target, Objective):
+        if init is not None or data is not None or loss_fn is not None or batch_size is not None:
+            raise ValueError("an Objective already holds its data, loss and w*: pass it alone")
+        return target
+    if isinstance(target, torch.nn.Module):
+        if init is not None:
+            raise ValueError("init is for potentials; a network is sampled around its current parameters")
+        if data is None or loss_fn is None:
+            raise ValueError("a network needs data=(inputs, targets) and loss_fn=fn(outputs, targets)")
+        if isinstance(data, (tuple, list)):
+            if len(data) != 2:
+                raise ValueError(f"data must be (inputs, targets), got a sequence of length {len(data)}")
+            inputs, targets = data
+        elif isinstance(data, torch.utils.data.DataLoader):
+            inputs, targets = data_from_loader(data)
+        else:
+            raise TypeError(f"data must be (inputs, targets) tensors or a DataLoader, got {type(data).__name__}")
+        if batch_size is not None:
+            batch_size = as_int("batch_size", batch_size, 1, "None means full batch")
+        return ModuleObjective(target, inputs, targets, loss_fn, batch_size=batch_size)
+    if callable(target):
+        if data is not None or loss_fn is not None:
+            raise ValueError("data and loss_fn are for networks; a potential is a function of w alone")
+        if batch_size is not None:
+            raise ValueError("batch_size is for networks with data; a potential has no minibatches")
+        if init is None:
+            raise ValueError("a potential needs init=w_star, the flat parameter vector to localize at")
+        return PotentialObjective(target, init)
+    raise TypeError(f"expected a torch.nn.Module or a potential function, got {type(target).__name__}")
+
+
+def resolve_mask(objective: Objective, restrict_to) -> torch.Tensor | None:
+    """The boolean ``(d,)`` mask of ``restrict_to`` (names or prefixes for a network, or a mask)."""
+    if restrict_to is None:
+        return None
+    if isinstance(restrict_to, torch.Tensor):
+        return restrict_to
+    if isinstance(objective, ModuleObjective):
+        if isinstance(restrict_to, str):
+            restrict_to = [restrict_to]
+        return parameter_mask(objective, restrict_to)
+    raise ValueError("restrict_to by name needs a network; for a potential pass a boolean (d,) mask")
 
 
 def parameter_mask(objective: ModuleObjective, names: Sequence[str]) -> torch.Tensor:
@@ -650,4 +793,5 @@ def _as_flat_vector(init) -> torch.Tensor:
         init = init.to(torch.get_default_dtype())
     if not torch.isfinite(init).all():
         raise ValueError("init contains non-finite values")
+    _check_precision(init.dtype, "init's values")
     return init.detach().clone()

@@ -18,14 +18,34 @@ from torch.func import grad as func_grad
 from torch.func import vmap
 from tqdm.auto import tqdm
 
+from ._checks import as_choice, as_int
 from .objective import Objective, PotentialObjective
 from .threads import torch_threads
 from .samplers import ChainHyperparameters, make_sampler
 from .sgld import SGLDHyperparameters
 
-__all__ = ["SamplingTrace", "DivergenceError", "run_sgld", "run_chains"]
+__all__ = ["SamplingTrace", "DivergenceError", "SamplingInterrupted", "run_sgld", "run_chains"]
 
 ON_DIVERGENCE = ("raise", "drop")
+
+
+class SamplingInterrupted(KeyboardInterrupt):
+    """Sampling was interrupted (Ctrl-C); the draws completed so far come with it.
+
+    A subclass of ``KeyboardInterrupt``, so an interrupted script still stops (``except
+    Exception`` does not swallow it). ``trace`` is the :class:`SamplingTrace` of the completed
+    draws — every kept chain the same length — or ``None`` if none was complete;
+    :func:`toymodels.estimate_llc` adds ``result``, the :class:`toymodels.LLCResult` of those
+    draws, ready to analyse.
+    """
+
+    def __init__(self, trace: SamplingTrace | None, num_done: int, num_planned: int, result=None):
+        self.trace = trace
+        self.num_done = num_done
+        self.num_planned = num_planned
+        self.result = result
+        super().__init__(f"interrupted after {num_done} of {num_planned} draws; the completed "
+                         "draws are in this exception's .trace (and .result from estimate_llc)")
 
 
 class DivergenceError(RuntimeError):
@@ -226,10 +246,13 @@ def _reset_chains(state, dropped: torch.Tensor, center: torch.Tensor):
 def _run_chains(objective, hyper, num_chains, num_draws, num_burnin_steps, num_steps_bw_draws, seed,
                 log_prior, mask, observables, on_divergence, progress, check_every, chain_init,
                 sampler, sampler_options, chain_hyper):
-    _check_counts(num_chains=num_chains, num_draws=num_draws, num_burnin_steps=num_burnin_steps,
-                  num_steps_bw_draws=num_steps_bw_draws)
-    if on_divergence not in ON_DIVERGENCE:
-        raise ValueError(f"on_divergence must be one of {ON_DIVERGENCE}, got {on_divergence!r}")
+    num_chains = as_int("num_chains", num_chains, 1)
+    num_draws = as_int("num_draws", num_draws, 1)
+    num_burnin_steps = as_int("num_burnin_steps", num_burnin_steps, 0)
+    num_steps_bw_draws = as_int("num_steps_bw_draws", num_steps_bw_draws, 1)
+    check_every = as_int("check_every", check_every, 1, "how often (in steps) to look for "
+                         "non-finite chains; 50 is the default")
+    as_choice("on_divergence", on_divergence, ON_DIVERGENCE)
     kernel = _build_sampler(sampler, sampler_options, objective, num_burnin_steps)
     generator = _generator(seed, objective.center.device)
     center = objective.center
@@ -289,61 +312,83 @@ def _run_chains(objective, hyper, num_chains, num_draws, num_burnin_steps, num_s
     bar = tqdm(total=total_steps, disable=not progress, desc=kernel.name.upper(), unit="step",
                leave=False)
     draw = 0
-    for step in range(total_steps):
-        params = state.position
-        is_draw = step >= num_burnin_steps and (step - num_burnin_steps) % num_steps_bw_draws == 0
-        if is_draw:
-            for name, fn in observable_fns.items():
-                obs_records[name].append(fn(params).detach())
-        if kernel.metropolis:
-            noise = torch.randn(params.shape, generator=generator, dtype=dtype, device=device)
-            uniform = torch.rand(num_chains, generator=generator, dtype=dtype, device=device)
-            proposal = kernel.propose(state, noise, mask=mask)
-            loss, grad = objective.loss_and_grad(proposal, generator)
-            glp, lp = prior_terms(proposal)
-            state, info = kernel.accept(state, proposal, loss, grad, noise, uniform, step_hyper,
-                                        center, grad_log_prior=glp, log_prior=lp, mask=mask)
-        else:
-            loss, grad = objective.loss_and_grad(params, generator)
-            noise = torch.randn(params.shape, generator=generator, dtype=dtype, device=device)
-            glp, lp = prior_terms(params)
-            # the draw's info, and the step before it (the MALA diagnostic looks one step back)
-            next_is_draw = (step + 1 >= num_burnin_steps
-                            and (step + 1 - num_burnin_steps) % num_steps_bw_draws == 0)
-            state, info = kernel.step(state, loss, grad, noise, step_hyper, center,
-                                      grad_log_prior=glp, log_prior=lp, mask=mask,
-                                      record=is_draw or next_is_draw)
-        if is_draw:
-            if records is None:
-                records = {k: torch.empty(num_draws, num_chains, dtype=dtype, device=device)
-                           for k in info._fields if k != "finite"}
-            for key in records:
-                records[key][draw] = getattr(info, key)
-            draw += 1
-        newly_bad = ~info.finite & (first_bad < 0)
-        first_bad = torch.where(newly_bad, torch.full_like(first_bad, step), first_bad)
-        if (step + 1) % check_every == 0 or step + 1 == total_steps:
-            bad = (first_bad >= 0) & ~dropped
-            if bool(bad.any()):
-                idx = bad.nonzero().flatten().tolist()
-                steps = first_bad[bad].tolist()
-                if on_divergence == "raise":
-                    bar.close()
-                    raise DivergenceError(idx, steps, hyper.step_size, hyper.nbeta)
-                dropped |= bad
-                # keep dropped chains' arithmetic finite; their draws are discarded below
-                state = _reset_chains(state, dropped, center)
-            bar.update(step + 1 - bar.n)
-    bar.close()
+    try:
+        for step in range(total_steps):
+            params = state.position
+            is_draw = step >= num_burnin_steps and (step - num_burnin_steps) % num_steps_bw_draws == 0
+            if is_draw:
+                for name, fn in observable_fns.items():
+                    obs_records[name].append(fn(params).detach())
+            if kernel.metropolis:
+                noise = torch.randn(params.shape, generator=generator, dtype=dtype, device=device)
+                uniform = torch.rand(num_chains, generator=generator, dtype=dtype, device=device)
+                proposal = kernel.propose(state, noise, mask=mask)
+                loss, grad = objective.loss_and_grad(proposal, generator)
+                glp, lp = prior_terms(proposal)
+                state, info = kernel.accept(state, proposal, loss, grad, noise, uniform, step_hyper,
+                                            center, grad_log_prior=glp, log_prior=lp, mask=mask)
+            else:
+                loss, grad = objective.loss_and_grad(params, generator)
+                noise = torch.randn(params.shape, generator=generator, dtype=dtype, device=device)
+                glp, lp = prior_terms(params)
+                # the draw's info, and the step before it (the MALA diagnostic looks one step back)
+                next_is_draw = (step + 1 >= num_burnin_steps
+                                and (step + 1 - num_burnin_steps) % num_steps_bw_draws == 0)
+                state, info = kernel.step(state, loss, grad, noise, step_hyper, center,
+                                          grad_log_prior=glp, log_prior=lp, mask=mask,
+                                          record=is_draw or next_is_draw)
+            if is_draw:
+                if records is None:
+                    records = {k: torch.empty(num_draws, num_chains, dtype=dtype, device=device)
+                               for k in info._fields if k != "finite"}
+                for key in records:
+                    records[key][draw] = getattr(info, key)
+                draw += 1
+            newly_bad = ~info.finite & (first_bad < 0)
+            first_bad = torch.where(newly_bad, torch.full_like(first_bad, step), first_bad)
+            if (step + 1) % check_every == 0 or step + 1 == total_steps:
+                bad = (first_bad >= 0) & ~dropped
+                if bool(bad.any()):
+                    idx = bad.nonzero().flatten().tolist()
+                    steps = first_bad[bad].tolist()
+                    if on_divergence == "raise":
+                        raise DivergenceError(idx, steps, hyper.step_size, hyper.nbeta)
+                    dropped |= bad
+                    # keep dropped chains' arithmetic finite; their draws are discarded below
+                    state = _reset_chains(state, dropped, center)
+                bar.update(step + 1 - bar.n)
+    except KeyboardInterrupt as exc:
+        # Ctrl-C: hand back the completed draws (every kept chain has the same number); the
+        # chains that went non-finite since the last check are dropped, never averaged
+        partial = None
+        if draw > 0:
+            dropped |= first_bad >= 0
+            if bool((~dropped).any()):
+                obs_done = {name: v[:draw] for name, v in obs_records.items()}
+                partial = _make_trace(records, draw, obs_done, dropped, first_bad, state, init_loss,
+                                      hyper, num_burnin_steps, num_steps_bw_draws, step_hyper,
+                                      kernel, sampler_options, objective,
+                                      time.perf_counter() - start)
+        raise SamplingInterrupted(partial, draw, num_draws) from exc
+    finally:
+        bar.close()
     seconds = time.perf_counter() - start
-
-    keep = (~dropped).nonzero().flatten()
-    if keep.numel() == 0:
+    if bool(dropped.all()):
         raise DivergenceError(dropped.nonzero().flatten().tolist(), first_bad[dropped].tolist(),
                               hyper.step_size, hyper.nbeta)
+    return _make_trace(records, draw, obs_records, dropped, first_bad, state, init_loss, hyper,
+                       num_burnin_steps, num_steps_bw_draws, step_hyper, kernel, sampler_options,
+                       objective, seconds)
+
+
+def _make_trace(records, num_done, obs_records, dropped, first_bad, state, init_loss, hyper,
+                num_burnin_steps, num_steps_bw_draws, step_hyper, kernel, sampler_options, objective,
+                seconds) -> SamplingTrace:
+    """The :class:`SamplingTrace` of the first ``num_done`` draws of the chains not dropped."""
+    keep = (~dropped).nonzero().flatten()
 
     def to_np(t: torch.Tensor) -> np.ndarray:  # (draws, chains, ...) -> (kept chains, draws, ...)
-        return t.movedim(0, 1)[keep].detach().cpu().double().numpy()
+        return t[:num_done].movedim(0, 1)[keep].detach().cpu().double().numpy()
 
     base = ("loss", "grad_norm", "distance", "drift_norm", "noise_norm")
     final_step_size = None
@@ -381,13 +426,6 @@ def _run_chains(objective, hyper, num_chains, num_draws, num_burnin_steps, num_s
 def _generator(seed: int | torch.Generator, device: torch.device) -> torch.Generator:
     if isinstance(seed, torch.Generator):
         return seed
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an int or a torch.Generator, got {seed!r}")
-    return torch.Generator(device=device).manual_seed(seed)
-
-
-def _check_counts(**counts: int) -> None:
-    minimum = {"num_chains": 1, "num_draws": 1, "num_burnin_steps": 0, "num_steps_bw_draws": 1}
-    for name, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum[name]:
-            raise ValueError(f"{name} must be an integer ≥ {minimum[name]}, got {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer ≥ 0 or a torch.Generator, got {seed!r}")
+    return torch.Generator(device=device).manual_seed(int(seed))

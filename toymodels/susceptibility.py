@@ -128,6 +128,27 @@ class SusceptibilityResult:
     observable_draws: np.ndarray | None = field(default=None, repr=False)
     perturbation_draws: np.ndarray | None = field(default=None, repr=False)
 
+    def diagnose(self, echo=print):
+        """Findings about this estimate: those of its LLC run (frozen chains, convergence, …)
+        and non-finite susceptibilities or MCSEs, named by observable and perturbation."""
+        from .diagnose import Diagnosis, Finding
+
+        findings = list(self.llc.diagnose(echo=None).findings) if self.llc is not None else []
+        bad = [(a, b) for a, b in zip(*np.nonzero(~(np.isfinite(self.chi) & np.isfinite(self.mcse))))]
+        if bad:
+            named = ", ".join(f"χ[{self.observable_names[a]}, {self.perturbation_names[b]}]"
+                              for a, b in bad[:5])
+            findings.append(Finding(
+                "nonfinite_susceptibility", "problem",
+                f"{len(bad)} of {self.chi.size} susceptibilities or their MCSEs are not finite "
+                f"({named}{', …' if len(bad) > 5 else ''}).",
+                "An observable or perturbation returned inf/NaN at some draw, or there were fewer "
+                "than 4 draws: check those functions near w* and use more draws."))
+        diagnosis = Diagnosis(findings=findings, numbers=dict(nonfinite=len(bad)))
+        if echo is not None:
+            echo(str(diagnosis))
+        return diagnosis
+
     @property
     def jacobian(self) -> np.ndarray:
         """``∂E[φ_a]/∂h_b = response_scale · χ[a, b]`` (fluctuation–dissipation)."""
@@ -364,6 +385,7 @@ def bayesian_influence(
     """
     if not callable(per_sample_losses):
         raise ValueError("per_sample_losses must be a function w -> (n,) tensor of per-sample losses")
+    _check_per_sample_mean(target, per_sample_losses, sampler_kwargs)
     result = susceptibilities(target, observables=observables,
                               perturbations={"sample": per_sample_losses},
                               keep_draws=keep_draws, **sampler_kwargs)
@@ -377,6 +399,31 @@ def bayesian_influence(
     if n == 1:
         result.perturbation_names = ["sample[0]"]
     return result
+
+
+def _check_per_sample_mean(target, per_sample_losses, sampler_kwargs) -> None:
+    """The contract of :func:`bayesian_influence`: ``mean_i ℓ_i(w*) = L(w*)``, checked before sampling.
+
+    Per-sample losses whose mean is not the sampled loss give covariances with the wrong
+    functions, and a BIF that looks fine; a sum instead of a mean, or another model's losses,
+    fail here with the two numbers.
+    """
+    objective = make_objective(target, init=sampler_kwargs.get("init"), data=sampler_kwargs.get("data"),
+                               loss_fn=sampler_kwargs.get("loss_fn"))
+    w_star = objective.center
+    with torch.no_grad():
+        per_sample = per_sample_losses(w_star.clone())
+        if not isinstance(per_sample, torch.Tensor) or per_sample.dim() != 1 or per_sample.numel() < 1:
+            shape = tuple(per_sample.shape) if isinstance(per_sample, torch.Tensor) else type(per_sample).__name__
+            raise ValueError(f"per_sample_losses(w) must return an (n,) tensor of losses, got {shape}")
+        mean = float(per_sample.double().mean())
+        loss = float(objective.full_loss(w_star.unsqueeze(0))[0])
+    tol = 1e-4 if w_star.dtype in (torch.float32, torch.float16, torch.bfloat16) else 1e-9
+    if abs(mean - loss) > tol * (abs(mean) + abs(loss)) + 1e-12:
+        raise ValueError(
+            f"the mean of per_sample_losses at w* is {mean:.6g} but the sampled loss there is "
+            f"{loss:.6g}: the BIF needs L = (1/n) Σ_i ℓ_i (the same model, data and reduction). "
+            "For a network, per_sample_loss_function(model, inputs, targets, loss_fn) builds them")
 
 
 def susceptibilities_from_trace(
@@ -679,6 +726,16 @@ _PRODUCT_CHUNK = 2**22
 
 def _from_draws(obs: np.ndarray, pert: np.ndarray, obs_names, pert_names, *, nbeta,
                 response_scale, kind, llc, keep_draws) -> SusceptibilityResult:
+    # an observable that returned inf/NaN gives NaN entries here, reported by
+    # SusceptibilityResult.diagnose(); numpy's warnings about them are expected, not news
+    with np.errstate(invalid="ignore", over="ignore"):
+        return _from_draws_unchecked(obs, pert, obs_names, pert_names, nbeta=nbeta,
+                                     response_scale=response_scale, kind=kind, llc=llc,
+                                     keep_draws=keep_draws)
+
+
+def _from_draws_unchecked(obs, pert, obs_names, pert_names, *, nbeta, response_scale, kind, llc,
+                          keep_draws) -> SusceptibilityResult:
     num_obs, chains, draws = obs.shape
     num_pert = pert.shape[0]
     obs_mean = obs.mean(axis=(1, 2))
