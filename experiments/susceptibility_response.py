@@ -175,7 +175,16 @@ def make_observables(truth: Truth):
 
 
 def main(cfg: Config) -> dict:
+    """Run the experiment in float64 (the default dtype is restored afterwards)."""
+    previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
+    try:
+        return _main(cfg)
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def _main(cfg: Config) -> dict:
     if cfg.quick:
         cfg = Config(**{**asdict(cfg), "num_chains": 32, "num_burnin_steps": 200, "num_draws": 150,
                         "layer_llc_draws": 100, "fd_sources": cfg.fd_sources[:1]})

@@ -75,8 +75,10 @@ def test_dropped_chains_and_mala_acceptance():
     res = _run(pot, step_size=1e-4, num_chains=4, chain_init=start, on_divergence="drop")
     assert res.dropped_chains and "diverged" in diagnose(res).codes()
     mala = _run(sampler="mala", step_size=0.5)
-    assert float(np.mean(mala.acceptance_rate)) < 0.4
-    assert "mala_acceptance_low" in diagnose(mala).codes()
+    acc = float(np.mean(mala.acceptance_rate))
+    assert acc < 0.4
+    # below 5% the chains hardly move: a problem, not a warning
+    assert ("mala_stuck" if acc < 0.05 else "mala_acceptance_low") in diagnose(mala).codes()
 
 
 def test_printed_findings_say_what_to_change(tmp_path, capsys):
