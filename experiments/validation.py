@@ -272,9 +272,18 @@ def _chosen(result: LLCResult) -> dict:
     """The step size the run used (MALA: where its adaptation arrived; "auto": the calibration's
     choice) and its schedule."""
     final = result.trace.final_step_size if result.trace is not None else None
-    return dict(step_size=float(final if final is not None else result.step_size),
-                num_burnin_steps=result.num_burnin_steps, num_draws=result.num_draws,
-                num_steps_bw_draws=result.num_steps_bw_draws)
+    chosen = dict(step_size=float(final if final is not None else result.step_size),
+                  num_burnin_steps=result.num_burnin_steps, num_draws=result.num_draws,
+                  num_steps_bw_draws=result.num_steps_bw_draws)
+    schedule = result.schedule or {}
+    relaxation = schedule.get("relaxation") or {}
+    if schedule:
+        # where "auto" spent its time: choosing ε (scan and bias grid), relaxing, sampling
+        chosen.update(calibration_seconds=schedule["calibration_seconds"] - relaxation.get("seconds", 0.0),
+                      relaxation_seconds=relaxation.get("seconds", 0.0),
+                      relaxation_steps=relaxation.get("steps", 0),
+                      relaxed=relaxation.get("relaxed"))
+    return chosen
 
 
 def _plot(rows: list[dict], path: str | Path) -> None:

@@ -559,8 +559,13 @@ def calibrate(
                          log_prior=log_prior, mask=mask, num_threads=num_threads,
                          max_steps=relax_max_steps, max_seconds=relax_max_seconds)
     if sampler == "mala":
-        return _calibrate_mala(objective, settings, starts, common, relax_options, start,
-                               tolerance=tolerance, target_accept=target_accept,
+        table: list[dict] = []
+        # MALA has no step-size bias, but its adapted step can be small: the slow directions
+        # are relaxed by SGLD at a quarter of its largest stable step, and MALA takes over
+        eps_max = _stability_scan(objective, settings, starts, table, initial_step_size,
+                                  scan_chains, scan_steps, "sgld", None, common)
+        return _calibrate_mala(objective, settings, starts, common, relax_options, start, table,
+                               eps_max, tolerance=tolerance, target_accept=target_accept,
                                num_chains=num_chains, num_draws=num_draws,
                                num_burnin_steps=num_burnin_steps,
                                num_steps_bw_draws=num_steps_bw_draws,
@@ -708,30 +713,31 @@ def _stability_scan(objective, settings, starts, table, initial_step_size, scan_
     return eps_max
 
 
-def _calibrate_mala(objective, settings, starts, common, relax_options, start, *, tolerance,
-                    target_accept, num_chains, num_draws, num_burnin_steps, num_steps_bw_draws,
-                    sampler_options) -> CalibrationResult:
-    """MALA: dual averaging to ``target_accept`` from the starts, relaxation at that step, then
-    one measuring run from the relaxed chains (its autocorrelation time scales the schedule)."""
-    table, choices, warm_states = [], [], {}
+def _calibrate_mala(objective, settings, starts, common, relax_options, start, table, eps_max, *,
+                    tolerance, target_accept, num_chains, num_draws, num_burnin_steps,
+                    num_steps_bw_draws, sampler_options) -> CalibrationResult:
+    """MALA: relaxation by SGLD at ``ε_max/4``, dual averaging to ``target_accept`` from the
+    relaxed chains, then one measuring run at the adapted step (its autocorrelation time scales
+    the schedule)."""
+    choices, warm_states = [], {}
     for i, (b, g) in enumerate(settings):
+        relaxation = relax(objective, hyper=SGLDHyperparameters(eps_max[(b, g)] / 4, b, g),
+                           chain_init=_tile(starts, relax_options["num_chains"]),
+                           seed=common["seed"] + 31 * i + 5,
+                           **dict(relax_options, sampler="sgld", sampler_options=None))
         burn = max(num_burnin_steps, 100)
-        adapt = run_chains(objective, hyper=SGLDHyperparameters(1e-4, b, g),
+        adapt = run_chains(objective, hyper=SGLDHyperparameters(relaxation.step_size, b, g),
                            num_chains=num_chains, num_draws=4, num_burnin_steps=burn,
                            num_steps_bw_draws=1, sampler="mala",
                            sampler_options=dict(sampler_options or {}, adapt_steps=burn,
                                                 target_accept=target_accept),
-                           chain_init=_tile(starts, num_chains), **common)
+                           chain_init=_tile(relaxation.states, num_chains), **common)
         eps = adapt.final_step_size
-        relaxation = relax(objective, hyper=SGLDHyperparameters(eps, b, g),
-                           chain_init=_tile(starts, relax_options["num_chains"]),
-                           seed=common["seed"] + 31 * i + 5, **relax_options)
-        eps = relaxation.step_size
         trace = run_chains(objective, hyper=SGLDHyperparameters(eps, b, g), num_chains=num_chains,
                            num_draws=num_draws, num_burnin_steps=0,
                            num_steps_bw_draws=num_steps_bw_draws, sampler="mala",
                            sampler_options=dict(sampler_options or {}, target_accept=target_accept),
-                           chain_init=_tile(relaxation.states, num_chains), **common)
+                           chain_init=adapt.final_params, **common)
         row = _group_row(trace, np.ones(trace.num_chains, dtype=bool), b, g, eps, "grid",
                          trace.full_batch)
         row.update(used_in_fit=True, draws=num_draws, steps_bw_draws=num_steps_bw_draws,

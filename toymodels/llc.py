@@ -443,9 +443,11 @@ def _auto_calibration(objective, calibration, calibration_options, *, nbeta, loc
         return calibration, warm, choice.relaxation
     # relax this run's chains at the step the calibration relaxed at
     step = choice.relaxation.get("step_size", choice.step_size) if choice.relaxation else choice.step_size
+    # MALA's calibrations relax with SGLD (see toymodels.calibration); the others with themselves
+    relax_sampler, relax_options = ("sgld", None) if sampler == "mala" else (sampler, sampler_options)
     relaxation = run_relaxation(objective, hyper=SGLDHyperparameters(step, nbeta, localization),
-                                num_chains=num_chains, chain_init=chain_init, sampler=sampler,
-                                sampler_options=sampler_options, seed=common["seed"] + 3,
+                                num_chains=num_chains, chain_init=chain_init, sampler=relax_sampler,
+                                sampler_options=relax_options, seed=common["seed"] + 3,
                                 log_prior=common["log_prior"], mask=common["mask"],
                                 num_threads=common["num_threads"], max_seconds=relax_seconds)
     return calibration, relaxation.states, relaxation.summary()

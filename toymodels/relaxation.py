@@ -144,6 +144,8 @@ def relax(
         options.setdefault("adapt", "always")  # a block has no burn-in to adapt in
     if sampler == "mala":
         options["adapt_steps"] = 0
+    if sampler == "sgld":
+        options["mala_diagnostic"] = False  # only block means are needed: skip the extra work
     eps = float(hyper.step_size)
     block, steps, lowered, k = int(first_block), 0, 0, 0
     previous: tuple[np.ndarray, np.ndarray] | None = None
@@ -154,9 +156,14 @@ def relax(
         block = min(block, max_steps - steps)
         if block < 4:
             break
+        # block means from about 100 draws a block: recording every step would cost more than
+        # the steps themselves on a small model, and the means need no more
+        spacing = max(1, block // 100)
+        block = (block // spacing) * spacing
         try:
             trace = run_chains(objective, hyper=replace(hyper, step_size=eps), num_chains=num_chains,
-                               num_draws=block, num_burnin_steps=0, num_steps_bw_draws=1,
+                               num_draws=block // spacing, num_burnin_steps=0,
+                               num_steps_bw_draws=spacing,
                                seed=seed + 104729 * k, log_prior=log_prior, mask=mask,
                                on_divergence="drop", chain_init=states, num_threads=num_threads,
                                sampler=sampler, sampler_options=options)
