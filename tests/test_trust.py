@@ -85,6 +85,18 @@ def test_every_sampler_runs_auto_on_a_float32_network(sampler):
     assert res.schedule["relaxation"]["relaxed"]
 
 
+def test_auto_with_minibatches():
+    """Each chain draws its own minibatch: the calibration's bias fit sees the minibatch noise as
+    part of the step-size bias (it grows with ε), so the chosen step bounds both."""
+    model, x, y, exact = least_squares_linear(torch.float32, n=200)
+    res = estimate_llc(model, data=(x, y), loss_fn=F.mse_loss, localization=1.0, step_size="auto",
+                       batch_size=50, num_chains=64, rel_mcse=0.04, progress=False)
+    target = exact(res.nbeta, 1.0)
+    assert res.batch_size == 50 and res.mala_acceptance is None  # no exact loss, no MH diagnostic
+    assert abs(res.llc_mean / target - 1) <= 0.05 or abs(res.llc_mean - target) <= 4 * res.mcse
+    assert res.schedule["relaxation"]["relaxed"]
+
+
 def test_explicit_values_win_over_auto():
     model, x, y, _ = least_squares_linear(torch.float64)
     res = estimate_llc(model, data=(x, y), loss_fn=F.mse_loss, localization=1.0, step_size="auto",
