@@ -115,6 +115,14 @@ class Schedule:
         return dict(num_burnin_steps=self.num_burnin_steps, num_draws=self.num_draws,
                     num_steps_bw_draws=self.num_steps_bw_draws)
 
+    # a mapping of those three, so that ``estimate_llc(**schedule)`` and ``schedule["num_draws"]``
+    # work as they did when schedule() returned a dict
+    def keys(self):
+        return self.kwargs().keys()
+
+    def __getitem__(self, key: str):
+        return self.kwargs()[key]
+
     def to_dict(self) -> dict:
         return asdict(self)
 
