@@ -203,3 +203,21 @@ def test_calibration_chains_start_on_chain_init():
     assert first_block(near)["llc_mean"] < 10
     with pytest.raises(ValueError, match="chain_init must have shape"):
         calibrate(W2, chain_init=torch.zeros(3, dtype=F64), **kw)
+
+
+def test_slowly_mixing_grid_points_from_relaxed_chains_enter_the_fit():
+    """Excluding every grid point with R-hat > 1.1 left a tanh MLP's fit with one point at +25 %
+    bias, which was then chosen; relaxed, slowly mixing points with a real ESS now count."""
+    from toymodels.calibration import _usable
+
+    row = dict(kept_chains=32, diverged_chains=0, rhat=1.2, ess=120.0, started_relaxed=True)
+    assert _usable(row)
+    assert not _usable(dict(row, started_relaxed=False))  # chains from w*: still held by the start
+    assert not _usable(dict(row, ess=20.0)) and not _usable(dict(row, rhat=1.5))
+    assert not _usable(dict(row, rhat=1.0, diverged_chains=1))
+
+
+def test_one_usable_point_gives_the_smallest_step_and_says_it_is_unverified():
+    fit = fit_step_size_bias([1e-3, 2e-3, 4e-3], [1.0, np.nan, np.nan], [0.01, 0.01, 0.01])
+    eps, reason = choose_step_size(fit, [1e-3, 2e-3, 4e-3], tolerance=0.01)
+    assert eps == 1e-3 and "unverified" in reason

@@ -350,3 +350,12 @@ def test_validate_writes_each_case_and_resumes(tmp_path):
     assert runs == ["a", "b"]  # "a" was not run again
     assert report["complete"] and [r["case"] for r in report["cases"]] == ["a", "b"]
     assert report["cases"][0]["resumed"]
+
+
+def test_an_unverified_step_size_is_a_problem():
+    res = estimate_llc(K11, init=torch.zeros(2, dtype=F64), nbeta=100.0, localization=4.0,
+                       step_size=1e-3, num_draws=200, num_burnin_steps=200, progress=False)
+    assert "step_size_unverified" not in res.diagnose(echo=None).codes()
+    res.calibration = dict(choices=[dict(nbeta=100.0, step_size=1e-3, reason=(
+        "only one usable grid point: no bias could be measured; the smallest usable step, unverified"))])
+    assert "step_size_unverified" in res.diagnose(echo=None).codes()

@@ -433,7 +433,10 @@ def choose_step_size(fit: dict, step_sizes, *, tolerance: float) -> tuple[float,
         return smallest, "no grid point was usable (all diverged or unmixed): the smallest step"
     largest_fitted = float(eps[used].max())
     if not math.isfinite(fit["rel_slope"]):
-        return largest_fitted, "only one usable grid point: no bias could be measured"
+        # one point measures no slope: take the smallest step the grid stood, not the largest
+        smallest_usable = float(eps[used].min())
+        return smallest_usable, ("only one usable grid point: no bias could be measured; the "
+                                 "smallest usable step, unverified")
     bound_slope = abs(fit["rel_slope"]) + 2 * fit["rel_slope_se"]
     if bound_slope <= 0:
         return largest_fitted, "no step-size dependence at all over the grid"
@@ -625,6 +628,7 @@ def calibrate(
                 g = points.index((e, s))
                 row = _group_row(trace, kept_group == g, s[0], s[1], e, "grid", trace.full_batch)
                 row.update(diverged_chains=int(ever_bad[group_of == g].sum()), round=round_ + 1,
+                           started_relaxed=step_sizes is None,
                            steps=burn + draws * num_steps_bw_draws, draws=draws,
                            steps_bw_draws=num_steps_bw_draws)
                 rows.append(row)
@@ -812,9 +816,30 @@ def _fit_rows(rows: list[dict]) -> dict:
                               [r["mcse"] for r in usable])
 
 
+#: a grid point whose chains mix slowly still enters the fit if its chains started relaxed and
+#: its ESS (which counts the spread between chains, so its MCSE stays honest) is at least this
+MIN_GRID_ESS = 50
+#: ... and its split R-hat at most this: beyond it the chains sit where they started
+MAX_GRID_RHAT_RELAXED = 1.3
+
+
 def _usable(row: dict) -> bool:
-    """A bias-grid point enters the fit: ≥ 2 chains, none ever diverged, split R-hat ≤ 1.1."""
-    return row["kept_chains"] > 1 and row["diverged_chains"] == 0 and row["rhat"] <= 1.1
+    """A bias-grid point enters the fit: ≥ 2 chains, none ever diverged, and mixed — split
+    R-hat ≤ 1.1, or, for chains that started from relaxed positions (the automatic grid),
+    R-hat ≤ 1.3 with an ESS of at least 50.
+
+    Why the second clause: the grid's small steps mix slowly (their autocorrelation time grows
+    as 1/ε), and excluding them left the fit with the large, biased steps only — on a tanh MLP
+    a single usable point at +25 % bias was chosen. Chains that start relaxed are near the
+    stationary law, so their mean is not held back by the start, and arviz's multi-chain ESS
+    turns their slow mixing into a larger MCSE, which the weighted fit respects.
+    """
+    if row["kept_chains"] < 2 or row["diverged_chains"] != 0:
+        return False
+    if row["rhat"] <= 1.1:
+        return True
+    return (bool(row.get("started_relaxed")) and row["rhat"] <= MAX_GRID_RHAT_RELAXED
+            and row["ess"] >= MIN_GRID_ESS)
 
 
 def _stable(row: dict) -> bool:

@@ -117,6 +117,15 @@ def _frozen_chains(result) -> np.ndarray:
 def _schedule_findings(result) -> list[Finding]:
     """What step_size="auto" reported about its own schedule (relaxation and budget)."""
     findings = []
+    calibration = getattr(result, "calibration", None) or {}
+    for choice in calibration.get("choices", []):
+        if "unverified" in choice.get("reason", "") and math.isclose(choice["nbeta"], result.nbeta):
+            findings.append(Finding(
+                "step_size_unverified", "problem",
+                f"The calibration could measure no step-size bias (only one grid point mixed), so "
+                f"ε = {choice['step_size']:.3g} is the smallest step that did, with an unknown bias.",
+                "Calibrate with more chains or draws (calibration_options={'num_chains': 64, "
+                "'max_rounds': 6}), or use sampler='mala' on a full-batch loss (no step-size bias)."))
     schedule = getattr(result, "schedule", None) or {}
     relaxation = schedule.get("relaxation") or {}
     if relaxation and not relaxation.get("relaxed", True):
