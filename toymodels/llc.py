@@ -16,7 +16,6 @@ tends to the learning coefficient λ as ``nβ → ∞``, ``γ → 0``.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
