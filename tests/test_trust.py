@@ -152,6 +152,7 @@ def no_calibration(monkeypatch):
     (dict(localization=float("nan")), "localization"),
     (dict(rel_mcse=0.0), "rel_mcse"),
     (dict(budget_steps=0), "budget_steps"),
+    (dict(budget_seconds=10.0, num_burnin_steps=100), "budget_steps instead"),
     (dict(seed=-3), "seed"),
     (dict(calibration=[1, 2]), "CalibrationResult"),
     (dict(num_burnin_steps=2.5), "num_burnin_steps"),
@@ -359,3 +360,11 @@ def test_an_unverified_step_size_is_a_problem():
     res.calibration = dict(choices=[dict(nbeta=100.0, step_size=1e-3, reason=(
         "only one usable grid point: no bias could be measured; the smallest usable step, unverified"))])
     assert "step_size_unverified" in res.diagnose(echo=None).codes()
+
+
+def test_a_seconds_budget_cuts_the_draws_and_says_so():
+    model, x, y, _ = least_squares_linear(torch.float64)
+    res = estimate_llc(model, data=(x, y), loss_fn=F.mse_loss, localization=1.0, step_size="auto",
+                       num_chains=4, rel_mcse=0.001, budget_seconds=3.0, progress=False)
+    assert res.schedule["short_of_target"] and "budget_seconds" in res.schedule["reasons"]["num_draws"]
+    assert "budget_short" in res.diagnose(echo=None).codes()

@@ -333,6 +333,11 @@ def estimate_llc(
         budget_steps = as_int("budget_steps", budget_steps, 1)
     if budget_seconds is not None:
         budget_seconds = as_float("budget_seconds", budget_seconds, minimum=0, strict=True)
+        if num_burnin_steps is not None:
+            # the seconds are turned into steps with the time per step the relaxation measures
+            raise ValueError("budget_seconds is converted to steps with the relaxation's measured "
+                             "time per step, and a given num_burnin_steps skips the relaxation: "
+                             "use budget_steps instead")
     if num_threads is not None:
         num_threads = as_int("num_threads", num_threads, 1)
     if calibration is not None:
