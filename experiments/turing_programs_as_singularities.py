@@ -4,7 +4,7 @@ The paper's claim (abstract and its detectA analysis) that two Turing machines c
 same function can sit at singularities of different geometry, so that the Bayesian posterior
 distinguishes them, measured here with SGLD against the exact expansion of theory.turing.
 
-Two parts (theory.md section 5; toymodels.turing for the sampler's coordinates):
+Two parts (Murfet & Troiani arXiv 2504.08075; toymodels.turing for the sampler's coordinates):
 
 (a) The one-step detectA task (inputs ``A`` and ``B``, ``T = 1``, uniform Dirichlet(1) prior):
     the SGLD estimate ``lambda-hat = nbeta E[K]`` against the exact finite-temperature value
@@ -67,7 +67,7 @@ from toymodels.turing import NoisyCodePotential, annealed_chain_init
 __all__ = ["Config", "sampled_simplices", "machine_potential", "estimate_ladder", "main"]
 
 
-#: Dirichlet parameter on the error entries -> coordinate convention of theory (theory.md §5)
+#: Dirichlet parameter on the error entries -> coordinate convention of theory.turing
 _CONVENTIONS = {1.0: "barycentric", 0.5: "squared"}
 
 

@@ -1,4 +1,5 @@
-"""Deep-linear-network cases for ``toymodels validate`` (theory.md §3): a few that run in seconds.
+"""Deep-linear-network cases for ``toymodels validate`` (Aoyagi & Watanabe 2005; Aoyagi 2024): a few
+that run in seconds.
 
 * **Morse–Bott DLN, SGLD.** Widths (3, 2, 4) at a rank-2 truth: the bottleneck is fully used, so
   ``P(w)`` is a submersion onto the rank-2 matrices near the truth and ``K`` is Morse–Bott with

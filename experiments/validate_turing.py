@@ -1,7 +1,8 @@
 """Turing-machine cases for ``toymodels validate``: one-step noisy detectA against exact oracles.
 
 Each case samples ``toymodels.turing.NoisyCodePotential`` (log coordinates whose prior pushes
-forward to a Dirichlet law on every simplex) for the one-step detectA task of theory.md §5 and
+forward to a Dirichlet law on every simplex) for the one-step detectA task of Murfet & Troiani
+(arXiv 2504.08075) and
 compares ``lambda-hat = nbeta E[K]`` with the exact finite-temperature value under the same
 Dirichlet prior, ``theory.turing.single_step_llc`` (uniform prior) or
 ``theory.turing.single_step_llc_dirichlet`` (a localising concentration on the classical entries,

@@ -47,7 +47,7 @@ class ValidationCase:
 
 
 # --------------------------------------------------------------------------------------------
-# normal crossings and the localized quadratic (theory.md §2)
+# normal crossings and the localized quadratic (Watanabe 2009, ch. 2–3)
 
 #: The physics of each normal-crossing case: name, k, h, nβ, γ. The calibrated group
 #: (experiments/validate_calibrated.py) adds nothing but the number of chains; the hand-tuned

@@ -323,7 +323,8 @@ def test_energy_energy_susceptibility_is_the_learning_coefficient():
 
 
 def _scalar_dln(w):
-    """Three scalar layers with zero truth: K = ½ (abc)², λ = 1/2, m = 3 (theory.md §3)."""
+    """Three scalar layers with zero truth: K = ½ (abc)², λ = 1/2, m = 3 (Aoyagi 2024, deep linear
+    networks)."""
     product = w[..., 0] * w[..., 1] * w[..., 2]
     return 0.5 * product * product
 

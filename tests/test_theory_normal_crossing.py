@@ -1,4 +1,5 @@
-"""Exact normal-crossing learning coefficients and finite-temperature targets (theory.md §2)."""
+"""Exact normal-crossing learning coefficients and finite-temperature targets
+(Watanabe 2009, ch. 2–3)."""
 
 from fractions import Fraction
 
@@ -76,7 +77,7 @@ def test_learning_coefficient_rejects_bad_prior():
 
 @pytest.mark.parametrize("k, h, t, box", [(1, 0, 50.0, 1.0), (2, 0, 1e4, 1.0), (1, 1, 300.0, 0.5), (3, 2, 10.0, 2.0)])
 def test_one_dimensional_closed_form(k, h, t, box):
-    """t E[K] = s P(s+1, tB^{2k}) / P(s, tB^{2k}) with s = (h+1)/(2k)  (theory.md §2)."""
+    """t E[K] = s P(s+1, tB^{2k}) / P(s, tB^{2k}) with s = (h+1)/(2k)  (Watanabe 2009, ch. 2–3)."""
     s = (h + 1) / (2 * k)
     z = t * box ** (2 * k)
     expected = s * special.gammainc(s + 1, z) / special.gammainc(s, z)

@@ -717,7 +717,7 @@ def test_dirichlet_oracle_tends_to_the_learning_coefficient(alpha_c, alpha_e):
                   for t in (1e2, 1e4, 1e8)]
         assert values[0] < values[1] < values[2] < lam  # increases to lambda from below
         assert lam - values[2] < 1e-5 * (1 + alpha_c) * num_inputs * num_states
-    # the squared-coordinate limit is half the barycentric one (theory.md §5)
+    # the squared-coordinate limit is half the barycentric one (theory.turing's coordinates)
     bary = learning_coefficient_at_vertex(detect_a(), detect_a_task(), 1, "barycentric")
     sq = learning_coefficient_at_vertex(detect_a(), detect_a_task(), 1, "squared")
     assert sq.learning_coefficient == bary.learning_coefficient / 2 == 1

@@ -78,7 +78,7 @@ def test_potential_equals_theory_at_random_codes(machine, task, T):
 
 
 def test_potential_equals_theory_on_the_one_step_oracle_setting():
-    """theory.md §5: K = -(1/2) log(1 - u_A) - (1/2) log(1 - u_B)."""
+    """Clift et al. arXiv 2103.16080: K = -(1/2) log(1 - u_A) - (1/2) log(1 - u_B)."""
     pot, vertex = machine_potential(detect_a(), detect_a_task((1,)), 1)
     assert pot.simplex_sizes == (2, 2) and pot.num_examples == 2
     # simplex 0 is the next state of (A, reject): (reject, accept); simplex 1 that of (B, reject)

@@ -128,7 +128,8 @@ def finite_temperature_llc(
     """Exact ``nβ·E[K]`` under ``p(w) ∝ exp(−nβ K(w) − γ/2 ||w||²) Π_i |w_i|^{h_i}`` on a box.
 
     This is the value the LLC estimator ``nβ (E[K] − K(0))`` of an exact sampler converges to at
-    inverse temperature ``t = nβ`` and localization ``γ`` centred at ``w* = 0`` (theory.md §2;
+    inverse temperature ``t = nβ`` and localization ``γ`` centred at ``w* = 0``
+    (Watanabe 2009, ch. 2–3;
     Lau et al. arXiv 2308.12108 eq. 8). It tends to λ as ``t → ∞`` with ``γ = 0``, slowly
     (~1/log t) when ``m > 1``.
 
@@ -145,7 +146,7 @@ def finite_temperature_llc(
       ``s = (h+1)/(2b)``, ``P`` the regularised lower incomplete gamma function; when ``γ > 0``
       and ``b = 1`` the same holds with ``c → c + γ/2`` in the exponential. In one variable with
       ``γ = 0`` this is the closed form ``t E[K] = s P(s+1, tB^{2k}) / P(s, tB^{2k})``
-      (theory.md §2), which tends to ``s = (h+1)/(2k)`` as ``t → ∞``. The remaining
+      (Watanabe 2009, ch. 2–3), which tends to ``s = (h+1)/(2k)`` as ``t → ∞``. The remaining
       ``d − 1 ≤ 2`` variables are integrated by adaptive quadrature on geometric sub-intervals.
     * ``"direct"`` — adaptive quadrature of both integrals in all variables (``d ≤ 2``).
 

@@ -2,7 +2,8 @@
 
 For ``K(w) = ½ (w − w*)ᵀ A (w − w*)`` with ``A`` positive semi-definite (eigenvalues ``a_i``), the
 localized tempered posterior ``∝ exp(−t K(w) − γ/2 ||w − w*||²)`` is Gaussian with covariance
-``(tA + γI)⁻¹``, so ``E[tK] = (t/2) tr(A (tA + γI)⁻¹)`` exactly (theory.md §2). At ``γ = 0`` it is
+``(tA + γI)⁻¹``, so ``E[tK] = (t/2) tr(A (tA + γI)⁻¹)`` exactly (Gaussian integral). At ``γ = 0``
+it is
 ``rank(A)/2``, the learning coefficient of a regular model (Watanabe 2009, §1.4; λ = d/2).
 """
 
@@ -21,7 +22,7 @@ def localized_llc(eigenvalues: Sequence[float], *, nbeta: float, localization: f
     """``E[tK] = ½ Σ_i t a_i / (t a_i + γ)`` for ``K = ½ wᵀAw`` with eigenvalues ``a_i ≥ 0``.
 
     The exact target of the LLC estimator ``nβ (E[K] − K(w*))`` at ``t = nβ`` and localization
-    ``γ`` (theory.md §2, "regular model with localisation"). Zero eigenvalues contribute 0 (with
+    ``γ`` (the localized Gaussian integral). Zero eigenvalues contribute 0 (with
     ``γ > 0``; at ``γ = 0`` a zero eigenvalue is a flat, unnormalisable direction that also
     contributes 0 to ``E[K]``).
     """

@@ -302,7 +302,7 @@ def singular_energy_variance(k, h=0) -> Fraction:
 
     Substituting ``u = t w^{2k}`` turns ``w^h exp(-t w^{2k}) dw`` into ``∝ u^{s-1} e^{-u} du``
     with ``s = (h + 1)/(2k)``: ``t K ~ Gamma(s, 1)`` for every t, so ``E[tK] = Var(tK) = s``
-    (Watanabe 2009, ch. 2; theory.md §2, §6). ``h`` must be rational (int or Fraction).
+    (Watanabe 2009, ch. 2; Baker et al. arXiv 2504.18274). ``h`` must be rational (int or Fraction).
     """
     k, h = _exponent_and_prior(k, h)
     if not isinstance(h, Rational):

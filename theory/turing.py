@@ -4,7 +4,7 @@ Sources: J. Clift, D. Murfet, J. Wallbridge, "Geometry of program synthesis", ar
 (noisy codes, the potential ``K`` of a synthesis problem); D. Murfet, W. Troiani,
 "Programs as singularities", arXiv 2504.08075 (Taylor expansion of ``K`` at a classical code and
 error syndromes; two machines with the same function can sit at singularities of different
-geometry). Notes: ``theory.md`` section 5.
+geometry). Sources: Clift, Murfet & Wallbridge arXiv 2103.16080; Murfet & Troiani arXiv 2504.08075.
 
 **Machines.** A Turing machine has a finite alphabet ``Sigma`` (containing the blank), a finite
 set of states ``Q``, a start state, and a *total* transition function
@@ -23,7 +23,7 @@ independent distributions: the symbol written (a point of the simplex ``Delta_Si
 state (``Delta_Q``) and the head move (``Delta_{L,S,R}``). The parameter space ``W`` is the product
 of these ``3 |Sigma||Q|`` simplices; its dimension is
 ``|Sigma||Q| ((|Sigma|-1) + (|Q|-1) + 2) = |Sigma||Q| (|Sigma| + |Q|)`` free coordinates
-(the count in ``theory.md`` is right), and the classical machines are its vertices. Simplices are
+(the count is right), and the classical machines are its vertices. Simplices are
 laid out in a fixed order (see ``MachineShape``): for the pair with index ``i`` (pairs in the order
 symbols x states, symbol-major) simplex ``3i`` is the write distribution (entries in the order of
 ``symbols``), ``3i+1`` the next-state distribution (order of ``states``) and ``3i+2`` the move
@@ -35,7 +35,7 @@ Two coordinate conventions on one simplex ``Delta_k``:
   *error coordinates* are the ``k-1`` entries ``p_j`` (``j != c``), with ``p_c = 1 - sum_j p_j``;
   the uniform prior (Dirichlet(1)) is flat in them and lives on an orthant. ``K`` is *linear* in
   them at leading order, and a coordinate with positive slope contributes 1 to ``lambda``
-  (``theory.md`` section 2, linear potential on an orthant).
+  (Watanabe 2009, ch. 2–3: a linear potential on an orthant).
 - *squared* ``u in R^k \\ 0`` with ``p = u^2 / sum u^2`` (``squared_to_barycentric``); ``u`` and
   ``-u`` and ``c u`` give the same ``p``. Near a vertex ``p_j ~ u_j^2``, so ``K`` is *quadratic* in
   the ``u_j`` and a relevant coordinate contributes 1/2. A prior smooth and positive in ``u``
@@ -891,7 +891,7 @@ def output_probabilities(code: NoisyCode, task: SynthesisTask, T: int) -> tuple:
 
 
 def potential(code: NoisyCode, task: SynthesisTask, T: int):
-    """``K(w) = -sum_x q(x) log p(y(x) | x, w)`` (Clift et al. arXiv 2103.16080; theory.md §5).
+    """``K(w) = -sum_x q(x) log p(y(x) | x, w)`` (Clift et al. arXiv 2103.16080).
 
     For a deterministic task the true conditional entropy is 0, so this is both the average
     negative log-likelihood ``L(w)`` and the KL divergence ``K(w)``. Float codes give a float
@@ -1244,7 +1244,7 @@ def learning_coefficient_at_vertex(
     vertex ``c sum_R e_i <= K <= C sum_R e_i`` on the orthant, and
 
     - barycentric coordinates, uniform (Dirichlet(1)) prior: ``lambda = |R|``, ``m = 1``
-      (linear potential on an orthant, theory.md §2: each relevant coordinate gives 1);
+      (linear potential on an orthant, Watanabe 2009, ch. 2–3: each relevant coordinate gives 1);
     - squared coordinates ``p = u^2/|u|^2``, prior smooth and positive in ``u``:
       ``lambda = |R| / 2``, ``m = 1`` (``K ~ sum_R c_i u_i^2``).
 
@@ -1327,7 +1327,8 @@ def _find_witness(machine, broken, relevant_entries, T, readout, coords):
 def single_step_llc(num_inputs: int, num_states: int, nbeta):
     """Exact ``t E[K]`` at ``t = nbeta`` for a one-step task with its own transition per input.
 
-    Setting (theory.md §5): ``N`` equiprobable one-symbol inputs, each read in the start state by
+    Setting (Murfet & Troiani arXiv 2504.08075): ``N`` equiprobable one-symbol inputs, each read in
+    the start state by
     its own transition, ``T = 1``, final-state readout, the true machine at a vertex, and the
     uniform (Dirichlet(1)) prior on every simplex. Only the next-state simplices of those ``N``
     pairs matter: ``K = -(1/N) sum_i log v_i`` with ``v_i`` the probability of the correct next
@@ -1380,7 +1381,7 @@ def all_strings(alphabet: Sequence[str], lengths: Iterable[int]) -> tuple[tuple[
 def detect_a_task(lengths: Iterable[int] = (1,)) -> SynthesisTask:
     """Strings over ``{A, B}`` of given lengths, equiprobable; output ``accept`` iff an A occurs.
 
-    ``lengths=(1,)`` is the one-step task of theory.md §5 (inputs ``A`` and ``B``, ``T = 1``).
+    ``lengths=(1,)`` is the one-step task of Murfet & Troiani (inputs ``A`` and ``B``, ``T = 1``).
     """
     return SynthesisTask(
         tuple((x, "accept" if "A" in x else "reject") for x in all_strings(_LETTERS, lengths))
@@ -1404,7 +1405,7 @@ def _with_sink(transitions: dict, state: str) -> dict:
 
 
 def detect_a(extra_state: bool = False) -> TuringMachine:
-    """detectA (Murfet-Troiani arXiv 2504.08075; theory.md §5): accept iff the input has an A.
+    """detectA (Murfet-Troiani arXiv 2504.08075): accept iff the input has an A.
 
     Symbols ``{_, A, B}``, states ``{reject, accept}``, start ``reject``. In ``reject`` it moves
     right over B's; reading A it moves to ``accept``, which is absorbing (every symbol is left
@@ -1595,7 +1596,8 @@ def single_step_llc_dirichlet(
                = t sum_{k=0}^{b-1} 1 / (t/N + alpha_c + k)      (b a positive integer),
 
     which tends to ``lambda = N (|Q| - 1) alpha_e`` as ``t -> infinity`` (a linear potential on an
-    orthant with prior exponent ``h = alpha_e - 1`` per relevant coordinate, theory.md §2).
+    orthant with prior exponent ``h = alpha_e - 1`` per relevant coordinate, Watanabe 2009, ch.
+    2–3).
 
     ``alpha_c = alpha_e = 1`` is ``single_step_llc``. ``alpha_e = 1/2`` is the squared-coordinate
     convention (``Dirichlet(1/2, ...)`` is the uniform law on the sphere ``p = u^2/|u|^2``), with

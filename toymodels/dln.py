@@ -11,7 +11,8 @@ loss is the Gaussian negative log-likelihood per sample,
 
 so that ``nβ L_n`` is the tempered log-likelihood and ``nβ`` means what it says. A plain mean
 squared error ``(1/(nN)) Σ ||y − f||²`` is ``(2σ²/N)`` times this: sampling it at ``nβ`` would
-sample the likelihood at ``2σ²nβ/N``, silently rescaling the temperature (theory.md §1). The
+sample the likelihood at ``2σ²nβ/N``, silently rescaling the temperature (Lau et al. arXiv
+2308.12108, the tempered posterior). The
 additive constant cancels in ``λ̂ = nβ (E[L_n] − L_n(w*))`` and is left out.
 
 **Sufficient statistics.** The loss depends on the data only through second moments. Writing

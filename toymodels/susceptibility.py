@@ -1,7 +1,7 @@
 """Susceptibilities, Bayesian influence and weight-restricted sampling from SGLD draws.
 
 Convention (Baker et al., "Structural inference: interpreting small language models with
-susceptibilities", arXiv 2504.18274; theory.md §6). Perturb the loss ``L^h = L + h ΔL`` — for a
+susceptibilities", arXiv 2504.18274). Perturb the loss ``L^h = L + h ΔL`` — for a
 data mixture ``q_h = (1 − h) q + h q'`` one has ``ΔL = L_{q'} − L_q`` — and let
 ``p_h ∝ exp(−nβ L^h − γ/2 ||w − w*||²) φ(w)``. The **susceptibility** of an observable ``φ`` is::
 
@@ -494,7 +494,7 @@ def finite_difference_response(
 ) -> FiniteDifferenceResult:
     """``∂_h E_{p_h}[φ]`` by a central difference of posteriors sampled at ``L ± δ ΔL``.
 
-    The independent check of fluctuation–dissipation (theory.md §6): compare with
+    The independent check of fluctuation–dissipation (Baker et al. arXiv 2504.18274): compare with
     ``nβ χ = −nβ Cov_{p_0}(φ, ΔL)`` from :func:`susceptibilities` at ``h = 0``. Both runs use the
     same sampler settings and seed (common random numbers), so SGLD's step-size bias enters both
     alike. ``target`` is a potential (with ``init`` and ``nbeta``) or a network (with ``data`` and

@@ -2,7 +2,8 @@
 
 Sources: Clift, Murfet, Wallbridge, "Geometry of program synthesis", arXiv 2103.16080 (noisy
 codes and the potential ``K``); Murfet, Troiani, "Programs as singularities", arXiv 2504.08075
-(learning coefficients at classical codes); notes ``theory.md`` section 5.
+(learning coefficients at classical codes); sources Clift, Murfet & Wallbridge arXiv 2103.16080;
+Murfet & Troiani arXiv 2504.08075.
 
 **What this module is given.** Plain arrays, not machines: the parameter space is a product of
 simplices (``simplex_sizes``), and for each training example ``x`` (weight ``q_x``) the
@@ -47,7 +48,7 @@ the textbook choice, independent ``Gamma(alpha_i)`` variables ``g_i = e^{s_i}``,
 ``p``-law but a prior force ``e^{s_i}`` that grows exponentially and makes SGLD unstable when a
 chain overshoots; the Gaussian on ``ell`` has curvature 1.)
 
-* ``alpha = 1`` everywhere: the uniform prior of ``theory.md`` section 5, the *barycentric*
+* ``alpha = 1`` everywhere: the uniform prior of Murfet & Troiani, the *barycentric*
   convention, where each relevant error coordinate contributes 1 to ``lambda``
   (``theory.turing.learning_coefficient_at_vertex(..., coordinates="barycentric")``) and the
   one-step oracle is ``theory.turing.single_step_llc``.
