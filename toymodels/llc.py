@@ -326,8 +326,7 @@ def estimate_llc(
     seed = as_int("seed", seed, 0)
     as_choice("on_divergence", on_divergence, ON_DIVERGENCE)
     as_choice("sampler", sampler, tuple(SAMPLERS))
-    make_sampler(sampler, {k: v for k, v in (sampler_options or {}).items()
-                           if k not in ("adapt_steps",)})  # bad options fail now
+    make_sampler(sampler, sampler_options)  # bad options fail now, not after calibrating
     rel_mcse = as_float("rel_mcse", rel_mcse, minimum=0, strict=True, hint="0.02 means 2%")
     if budget_steps is not None:
         budget_steps = as_int("budget_steps", budget_steps, 1)
