@@ -1,4 +1,4 @@
-"""Exact checks of theory/turing.py: noisy Turing machines, potential, learning coefficients."""
+"""Exact checks of theory/turing/: noisy Turing machines, potential, learning coefficients."""
 
 import itertools
 import math
