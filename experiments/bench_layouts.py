@@ -11,7 +11,7 @@ above 1 the samples layout is faster.
 Networks (float32, ``n`` samples, Gaussian inputs unless said):
 
 * ``linear 4-3-4``: the 24-parameter linear network of ``bench_llc.py`` (a), mean-squared error;
-* ``TMS 6-2``: ``ReLU(x WᵀW + b)`` on sparse uniform inputs (``toymodels.tms.ChenTMS``);
+* ``TMS 6-2``: ``ReLU(x WᵀW + b)`` on sparse uniform inputs (``toymodels.models.tms.ChenTMS``);
 * ``DLN 5-4-3-5``: a three-layer linear network, mean-squared error;
 * ``MLP 2-32-32-1``: tanh, biases, mean-squared error;
 * ``softplus 3-3-2``: biases, Huber loss;
@@ -32,8 +32,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from toymodels.objective import CompiledLossAndGrad, ModuleObjective
-from toymodels.tms import ChenTMS
+from toymodels.objectives.objective import CompiledLossAndGrad, ModuleObjective
+from toymodels.models.tms import ChenTMS
 
 
 BLOCKS = 5  # timed blocks per layout and network

@@ -6,7 +6,7 @@ Problems:
   ``W₂W₁ = u vᵀ`` of a rank-1 teacher; ``n`` inputs ``x ~ N(0, I₄)``, targets ``u vᵀ x`` plus
   Gaussian noise; mean-squared-error loss, full-batch gradients;
 * (b) an exact 18-parameter potential, the normal crossing ``K(w) = Σ_{j<6} w_{3j}² w_{3j+1}⁴
-  w_{3j+2}²`` (``toymodels.potentials.normal_crossing_potential``; λ = 6 · 1/4 = 3/2).
+  w_{3j+2}²`` (``toymodels.models.potentials.normal_crossing_potential``; λ = 6 · 1/4 = 3/2).
 
 Each cell of the table is a rate in chain-steps per wall-clock second (one SGLD step of one chain,
 loss and gradient included) for one number of chains, measured in this process for:
@@ -49,11 +49,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from toymodels.llc import default_nbeta, llc_from_trace, make_objective
-from toymodels.objective import ModuleObjective, PotentialObjective
-from toymodels.potentials import normal_crossing_potential
-from toymodels.sampling import run_sgld
-from toymodels.sgld import SGLDHyperparameters
+from toymodels.estimators.llc import default_nbeta, llc_from_trace, make_objective
+from toymodels.objectives.objective import ModuleObjective, PotentialObjective
+from toymodels.models.potentials import normal_crossing_potential
+from toymodels.sampling.driver import run_sgld
+from toymodels.sampling.sgld import SGLDHyperparameters
 
 TARGET_CHAIN_STEPS_PER_SECOND = 100_000  # issue 3, item 8: (a) at 1000 chains, float32, 2 cores
 TARGET_PEAK_BYTES = 2**30  # ≤ 1 GB for 1000 chains × 2000 draws on (a)

@@ -3,12 +3,12 @@
 What it does, and where it departs from the paper (each departure is a choice of the point or
 scale at which λ̂ is measured, never of λ):
 
-* Teachers are drawn as in the paper (:func:`toymodels.dln.random_teacher`: depth 2–5, widths
+* Teachers are drawn as in the paper (:func:`toymodels.models.dln.random_teacher`: depth 2–5, widths
   within 2–20, each layer reduced to a random rank with probability 1/2; the width range is
   cycled through sub-ranges so that d spans about 20 to 2,000); ``r`` is the rank of the product
   and ``λ, m = theory.dln.learning_coefficient(widths, r)`` (Aoyagi 2024).
 * λ̂ is measured at the *minimal factorisation* of the teacher's function (every layer of rank
-  ``r``, :func:`toymodels.dln.teacher_from_product`), not at the drawn layers. Aoyagi's λ is the
+  ``r``, :func:`toymodels.models.dln.teacher_from_product`), not at the drawn layers. Aoyagi's λ is the
   learning coefficient at the true distribution, attained on the most singular stratum of the
   fiber ``{P(w) = P*}``; a drawn layer with rank above ``r`` puts the teacher elsewhere on the
   fiber, where the strictly local value is larger. With γ = 1 the chains do not stay there: the
@@ -23,15 +23,15 @@ scale at which λ̂ is measured, never of λ):
 * Inputs are ``N(0, I)`` (the paper: ``U[-10, 10]``, i.e. variance 33; only the curvature scale
   changes, which the step-size rule absorbs) and σ = 1.
 * The sampled loss is the *population* Gaussian NLL from sufficient statistics
-  (:func:`toymodels.dln.dln_potential` with ``R = 0``), i.e. ``K(w)`` itself, at
+  (:func:`toymodels.models.dln.dln_potential` with ``R = 0``), i.e. ``K(w)`` itself, at
   ``nβ = n/log n``. With the empirical NLL of one dataset the estimate at the teacher carries an
   additional ``O(β)`` bias, ``−β ν`` (ν the singular fluctuation; ``d/2`` for a regular model): at
   ``n = 10^4`` about −10%. The ``empirical`` rows of the JSON show it on a few teachers.
-* Sampler: the full-batch SGLD proposal with a Metropolis test (MALA, :class:`toymodels.samplers.MALA`),
+* Sampler: the full-batch SGLD proposal with a Metropolis test (MALA, :class:`toymodels.sampling.kernels.MALA`),
   ``ε = step_fraction/(nβ h_ref)`` with ``h_ref`` the stiffest Gauss–Newton eigenvalue at the
-  teacher (floored, :func:`toymodels.dln.dln_step_size`), run for a fixed diffusion time
+  teacher (floored, :func:`toymodels.models.dln.dln_step_size`), run for a fixed diffusion time
   ``ε k = diffusion_time``, first half burn-in; γ = 1 as in the paper; many chains as one tensor;
-  closed-form gradient (:class:`toymodels.dln.DLNObjective`). Why not plain SGLD: the chains
+  closed-form gradient (:class:`toymodels.models.dln.DLNObjective`). Why not plain SGLD: the chains
   spread along the flat directions of the fiber into regions tens of times stiffer than the
   teacher (Gauss–Newton's largest eigenvalue at the chains' end points: 100–200 against 4–5 at
   the teacher), where SGLD with a step size set at the teacher over-estimates (+16% at a
@@ -61,7 +61,7 @@ import tyro
 
 from theory.dln import learning_coefficient
 from toymodels import estimate_llc
-from toymodels.dln import (
+from toymodels.models.dln import (
     DLNTeacher,
     SufficientStatistics,
     dln_potential,
@@ -221,7 +221,7 @@ def _module_check(seed_teacher, cfg: Config, nbeta: float) -> dict:
     point = conditioned_minimal_teacher(teacher, cfg.max_condition, seed)
     X, Y = make_data(point, cfg.module_check_samples, noise_std=cfg.noise_std, seed=cfg.seed + seed)
     stats = SufficientStatistics.from_data(X, Y, point.product)
-    from toymodels.dln import dln_step_size
+    from toymodels.models.dln import dln_step_size
 
     eps, _ = dln_step_size(point.widths, point.flat, stats.input_moment, nbeta=nbeta,
                            noise_std=cfg.noise_std, step_fraction=cfg.step_fraction)

@@ -21,7 +21,7 @@ value). For widths (5, 5, 5, 5): λ(r) = 17/2, 10, 11, 12, 25/2, 25/2.
 Sampling as in ``dln_llc_vs_aoyagi.py`` (MALA, ε from the stiffest Gauss–Newton direction, fixed
 diffusion time, γ = 1, ``nβ = n/log n``). The default ``scale = 0.1`` puts the largest singular
 value at 1: λ does not depend on the scale, but the stiffness of the largest learned mode sets the
-step size and so the cost (see :func:`toymodels.dln.dln_step_size`).
+step size and so the cost (see :func:`toymodels.models.dln.dln_step_size`).
 
 Outputs: a figure (excess loss and λ̂ against step, exact levels and λ(r) dashed), a printed table
 (plateau, exact loss, measured loss, λ(r), λ̂ ± MCSE), a JSON.
@@ -40,7 +40,7 @@ import torch
 import tyro
 
 from theory.dln import learning_coefficient
-from toymodels.dln import (
+from toymodels.models.dln import (
     DLNObjective,
     SufficientStatistics,
     estimate_dln_llc,
@@ -71,7 +71,7 @@ class Config:
     localization: float = 1.0
     """γ"""
     step_fraction: float = 0.1
-    """ε nβ h_ref (see toymodels.dln.dln_step_size)"""
+    """ε nβ h_ref (see toymodels.models.dln.dln_step_size)"""
     diffusion_time: float = 0.6
     """ε × number of sampler steps; the first half is burn-in (the dead units start at ~0 and
     need a diffusion time of about 0.3 to spread; measured on the (5,5,5,5) rank-2 control)"""

@@ -37,10 +37,10 @@ import tyro
 from theory.normal_crossing import finite_temperature_llc, learning_coefficient
 from theory.regular import localized_llc
 from toymodels import SGLDHyperparameters, chain_diagnostics, estimate_llc
-from toymodels.calibration import calibrate
-from toymodels.objective import PotentialObjective
-from toymodels.potentials import normal_crossing_potential
-from toymodels.sampling import run_chains
+from toymodels.estimators.calibration import calibrate
+from toymodels.objectives.objective import PotentialObjective
+from toymodels.models.potentials import normal_crossing_potential
+from toymodels.sampling.driver import run_chains
 
 
 @dataclass

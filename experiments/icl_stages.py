@@ -52,7 +52,7 @@ import tyro  # noqa: E402
 
 from theory.icl import first_position_bayes_risk, ridge_bayes_risks  # noqa: E402
 from toymodels import estimate_llc  # noqa: E402
-from toymodels.icl import (  # noqa: E402
+from toymodels.models.icl import (  # noqa: E402
     InContextRegression,
     icl_mse,
     log_spaced_steps,
@@ -60,7 +60,7 @@ from toymodels.icl import (  # noqa: E402
     ridge_predictions,
     warmup_cosine_lr,
 )
-from toymodels.transformer import ICLTransformer, ICLTransformerConfig, tokenize_icl  # noqa: E402
+from toymodels.models.transformer import ICLTransformer, ICLTransformerConfig, tokenize_icl  # noqa: E402
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Reproduces Raventós et al. 2023 (arXiv 2306.15063), Figures 2–3 (task diversity decides between dMMSE_M and ridge), and Carroll et al. 2025, Figures 1–2 (the transient ridge, joint trajectory PCA), at CPU scale.
 
 One model per (pool size M, seed), all trained at once as a ``torch.func.vmap`` ensemble over
-stacked parameters (``toymodels.icl.ModelEnsemble``). Pools are nested: ``T_M`` is the first M
+stacked parameters (``toymodels.models.icl.ModelEnsemble``). Pools are nested: ``T_M`` is the first M
 tasks of one seeded sequence, so larger pools contain smaller ones. Every model sees its own data
 stream; M = ∞ means a fresh task ``w ~ N(0, I_D)`` per sequence.
 
@@ -54,7 +54,7 @@ import tyro  # noqa: E402
 
 from theory.icl import ridge_mean_bayes_risk  # noqa: E402
 from toymodels import estimate_llc  # noqa: E402
-from toymodels.icl import (  # noqa: E402
+from toymodels.models.icl import (  # noqa: E402
     ModelEnsemble,
     dmmse_predictions,
     icl_mse,
@@ -65,7 +65,7 @@ from toymodels.icl import (  # noqa: E402
     sample_tasks,
     warmup_cosine_lr,
 )
-from toymodels.transformer import ICLTransformer, ICLTransformerConfig, tokenize_icl  # noqa: E402
+from toymodels.models.transformer import ICLTransformer, ICLTransformerConfig, tokenize_icl  # noqa: E402
 
 INFINITE = -1  # how M = ∞ is written on the command line and in the JSON
 

@@ -41,7 +41,7 @@ import torch
 import tyro
 
 from theory.regular import localized_llc
-from toymodels.susceptibility import component_llcs, finite_difference_response, susceptibilities
+from toymodels.estimators.susceptibility import component_llcs, finite_difference_response, susceptibilities
 
 
 @dataclass

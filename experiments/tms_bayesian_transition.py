@@ -3,13 +3,13 @@
 The posterior p_n(w) ∝ exp(−n L(w)) N(w; 0, I) with the exact population loss L standing in for
 L_n (as in the paper), sampled at every n of a geometric ladder from 20 to 2500 at once by
 parallel tempering over n with Metropolis-adjusted Langevin moves
-(toymodels.tms.tempered_posterior_mala). Why not plain SGLD chains: transitions between k-gon
+(toymodels.models.tms.tempered_posterior_mala). Why not plain SGLD chains: transitions between k-gon
 basins are rare at n ≳ 300 (a chain started at a 5-gon stays there for the whole run), so the
 fraction of chains in a basin would only echo the initialisation; with tempering, replicas cross
 between phases at the low-n rungs (where the posterior is close to the prior) and carry them up
 the ladder, and the MH corrections make every rung's law exact (no step-size bias). Mixing is
 checked, not assumed: half of the ladders start at random 5-gons, half at random 6-gons, and the
-two halves' class fractions are compared. Each draw is classified by toymodels.tms.kgon_type
+two halves' class fractions are compared. Each draw is classified by toymodels.models.tms.kgon_type
 (convex-hull vertices of the columns; positive biases for σ).
 
 Two predictions of the crossing n_c where the 5-gon and 6-gon classes hold equal mass:
@@ -44,7 +44,7 @@ from theory.tms import (
     population_loss_hessian,
 )
 from toymodels.threads import torch_threads
-from toymodels.tms import (
+from toymodels.models.tms import (
     kgon_type,
     population_loss,
     tempered_posterior_mala,

@@ -39,7 +39,7 @@ from theory.tms import (
     population_loss_hessian,
 )
 from toymodels import estimate_llc, llc_from_trace
-from toymodels.tms import escaped_chains, kgon_labels, population_loss, without_chains
+from toymodels.models.tms import escaped_chains, kgon_labels, population_loss, without_chains
 
 
 @dataclass

@@ -1,13 +1,13 @@
 """Chen et al. 2023 (arXiv:2310.06301), the SGD trajectories of the TMS (c = 6): plateaus at the exact k-gon losses, and the LLC rising at each drop.
 
 Many SGD runs (n = 1000 samples each, batch 20, lr 0.005, from a 4-gon plus N(0, 0.01²) noise)
-are trained as one tensor (toymodels.tms.sgd_trajectories). The population loss along each run is
-the exact closed form (toymodels.tms.population_loss), drawn against the exact k^{σ+}-gon levels
+are trained as one tensor (toymodels.models.tms.sgd_trajectories). The population loss along each run is
+the exact closed form (toymodels.models.tms.population_loss), drawn against the exact k^{σ+}-gon levels
 of theory.tms.known_plateau_losses. Each recorded point is classified by its k-gon type; a run of
 one class for at least `min_plateau_epochs` is a plateau, whose median loss is compared with the
 exact level of that class. Along a few runs λ̂ is estimated every `llc_every` epochs with the
 paper's full-batch SGLD (ε = 1e-3, γ = 1, 500 steps, nβ = n/log n on the run's own training set),
-all checkpoints of all selected runs in one vectorised sampler (toymodels.tms.llc_at_points), in
+all checkpoints of all selected runs in one vectorised sampler (toymodels.models.tms.llc_at_points), in
 float32 (rounding L ≈ 0.07 to float32 moves nβ(L − L*) by ~1e-6 at nβ ≈ 145).
 
 The starting 4-gon: columns 0..3 at the unit square (l = 1, b = 0), the two extra columns at
@@ -31,7 +31,7 @@ import tyro
 
 from theory.tms import flatten_params, kgon_critical_point, known_plateau_losses
 from toymodels.threads import torch_threads
-from toymodels.tms import (
+from toymodels.models.tms import (
     empirical_loss,
     empirical_loss_gradient,
     kgon_labels,

@@ -1,6 +1,6 @@
 """Elhage et al. 2022, "Toy models of superposition", the introduction's figure: 5 features in 2 hidden dimensions, from dense (two orthogonal features) to sparse (a pentagon) as the feature probability falls from 1 to 0.05.
 
-Every (feature probability, seed) pair is one instance of toymodels.tms.ElhageTMS, all trained at
+Every (feature probability, seed) pair is one instance of toymodels.models.tms.ElhageTMS, all trained at
 once as one tensor with AdamW (lr 1e-3, batch 1024, 10k steps; importance 0.9^i). A single seed
 often stalls (e.g. at a square, one feature short), so several seeds run per probability and the
 lowest-loss one is reported beside the spread over seeds. Reported per instance: the learned
@@ -21,7 +21,7 @@ import torch
 import tyro
 
 from toymodels.threads import torch_threads
-from toymodels.tms import ElhageTMS, dimensions_per_feature, train_elhage
+from toymodels.models.tms import ElhageTMS, dimensions_per_feature, train_elhage
 
 
 @dataclass

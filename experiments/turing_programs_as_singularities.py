@@ -4,7 +4,7 @@ The paper's claim (abstract and its detectA analysis) that two Turing machines c
 same function can sit at singularities of different geometry, so that the Bayesian posterior
 distinguishes them, measured here with SGLD against the exact expansion of theory.turing.
 
-Two parts (Murfet & Troiani arXiv 2504.08075; toymodels.turing for the sampler's coordinates):
+Two parts (Murfet & Troiani arXiv 2504.08075; toymodels.models.turing for the sampler's coordinates):
 
 (a) The one-step detectA task (inputs ``A`` and ``B``, ``T = 1``, uniform Dirichlet(1) prior):
     the SGLD estimate ``lambda-hat = nbeta E[K]`` against the exact finite-temperature value
@@ -19,7 +19,7 @@ Two parts (Murfet & Troiani arXiv 2504.08075; toymodels.turing for the sampler's
     the posterior odds of the first machine's neighbourhood against the second's are
     ``n^(lambda_2 - lambda_1)``, given from the exact and from the estimated ``lambda``.
 
-How the potential is sampled (details in ``toymodels.turing``): the exact output polynomials of
+How the potential is sampled (details in ``toymodels.models.turing``): the exact output polynomials of
 ``theory.turing.output_probability_polynomial`` become index arrays (``machine_potential``
 below); each barycentric entry gets a log coordinate (a softmax per simplex) and the prior is
 written so that its pushforward is exactly ``Dirichlet(alpha)`` on every simplex. In (a)
@@ -31,7 +31,7 @@ error_concentration`` (1 by default) on every error entry. The local exponents a
 the vertex), so ``lambda-hat -> lambda`` as ``nbeta`` grows, from below at a rate
 ``O(alpha_c / (nbeta q))`` (``q`` the smallest input probability), which is why (b) runs at
 large ``nbeta``; log coordinates make large ``nbeta`` cost nothing extra. Chains reach each
-``nbeta`` of a grid through an annealing ladder (``toymodels.turing.annealed_chain_init``), and
+``nbeta`` of a grid through an annealing ladder (``toymodels.models.turing.annealed_chain_init``), and
 each later ``nbeta`` starts where the previous run ended, with its own burn-in.
 
 Run: ``python -m experiments.turing_programs_as_singularities [--quick]``.
@@ -62,9 +62,10 @@ from theory.turing import (
     vertex_code,
 )
 from toymodels import LLCResult, estimate_llc
-from toymodels.turing import NoisyCodePotential, annealed_chain_init
+from toymodels.models.turing import NoisyCodePotential, annealed_chain_init
+from toymodels.validation.turing import machine_potential, sampled_simplices
 
-__all__ = ["Config", "sampled_simplices", "machine_potential", "estimate_ladder", "main"]
+__all__ = ["Config", "estimate_ladder", "main"]
 
 
 #: Dirichlet parameter on the error entries -> coordinate convention of theory.turing
@@ -152,52 +153,6 @@ class Config:
 
 # ---------------------------------------------------------------------------------------------
 # theory -> arrays -> torch potential
-
-
-def sampled_simplices(shape, task: SynthesisTask, T: int) -> tuple[int, ...]:
-    """The simplices (theory's layout indices) that occur in some output polynomial of the task,
-    in increasing order: the ones ``machine_potential`` samples, concatenated in this order."""
-    polynomials = output_probability_polynomial(shape.shape, task, T)
-    return tuple(sorted({s for poly in polynomials for m in poly.monomials for s, _ in m.factors}))
-
-
-def machine_potential(
-    machine: TuringMachine,
-    task: SynthesisTask,
-    T: int,
-    classical_concentration: float = 1.0,
-    error_concentration: float = 1.0,
-) -> tuple[NoisyCodePotential, torch.Tensor]:
-    """The task's potential as a ``NoisyCodePotential`` localised at ``machine``, and its vertex.
-
-    The exact output polynomials ``p(y(x) | x, w)`` of ``theory.turing`` (path sums) become
-    index arrays. Only the simplices that occur in some polynomial are sampled: the others do
-    not enter ``K``, so under the product prior they stay at their prior law, independent of
-    everything else, and leave ``E[K]`` (hence ``lambda-hat``) unchanged; their learning
-    coefficient contribution is 0. The Dirichlet parameter of an entry is
-    ``classical_concentration`` where ``machine`` puts its mass and ``error_concentration``
-    elsewhere. Returns the potential and the coordinates of the vertex (``K = 0`` there).
-    """
-    shape = machine.shape
-    polynomials = output_probability_polynomial(shape, task, T)
-    active = sampled_simplices(shape, task, T)
-    sizes = [shape.simplex_sizes[s] for s in active]
-    start = dict(zip(active, np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist()))
-    num_entries = int(sum(sizes))
-    width = max(poly.degree for poly in polynomials)
-    coefficients, rows, owner = [], [], []
-    for x, poly in enumerate(polynomials):
-        for monomial in poly.monomials:
-            row = [start[s] + j for s, j in monomial.factors]
-            rows.append(row + [num_entries] * (width - len(row)))  # pad with the constant 1
-            coefficients.append(monomial.coefficient)
-            owner.append(x)
-    vertex = vertex_code(machine).simplices
-    classical = np.concatenate([[float(v) for v in vertex[s]] for s in active])
-    alpha = np.where(classical == 1.0, classical_concentration, error_concentration)
-    weights = [float(q) for q in task.probabilities]
-    potential = NoisyCodePotential(sizes, coefficients, rows, owner, weights, alpha)
-    return potential, potential.coordinates_of(torch.as_tensor(classical))
 
 
 def estimate_ladder(

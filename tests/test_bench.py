@@ -7,14 +7,14 @@ import torch
 import torch.nn.functional as F
 
 from experiments.bench_llc import Config, format_table, main, network_problem
-from toymodels.objective import (
+from toymodels.objectives.objective import (
     CompiledLossAndGrad,
     ModuleObjective,
     _bmm_for_small_or_shared,
     _bmm_samples_innermost,
 )
-from toymodels.sampling import run_sgld
-from toymodels.sgld import SGLDHyperparameters
+from toymodels.sampling.driver import run_sgld
+from toymodels.sampling.sgld import SGLDHyperparameters
 
 
 def test_smoke_bench_llc(tmp_path):
@@ -157,7 +157,7 @@ def test_bmm_rewrites_are_exact(shape_a, shape_b, shared):
 
 def _small_networks(name):
     """Full-batch float64 problems with biases, activations and losses other than the benchmark's."""
-    from toymodels.tms import ChenTMS
+    from toymodels.models.tms import ChenTMS
 
     g = torch.Generator().manual_seed(0)
     if name == "tms":  # ReLU(x Wᵀ W + b), a bias added after the small contraction

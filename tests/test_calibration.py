@@ -10,14 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from toymodels import estimate_llc
-from toymodels.calibration import (
+from toymodels.estimators.calibration import (
     CalibrationResult,
     calibrate,
     choose_step_size,
     fit_step_size_bias,
     relative_bias,
 )
-from toymodels.potentials import normal_crossing_potential, quadratic_potential
+from toymodels.models.potentials import normal_crossing_potential, quadratic_potential
 
 F64 = torch.float64
 W2 = normal_crossing_potential([1])  # K = w², so U = (2t + γ)/2 · w²: SGLD's bias is exact
@@ -208,7 +208,7 @@ def test_calibration_chains_start_on_chain_init():
 def test_slowly_mixing_grid_points_from_relaxed_chains_enter_the_fit():
     """Excluding every grid point with R-hat > 1.1 left a tanh MLP's fit with one point at +25 %
     bias, which was then chosen; relaxed, slowly mixing points with a real ESS now count."""
-    from toymodels.calibration import _usable
+    from toymodels.estimators.calibration import _usable
 
     row = dict(kept_chains=32, diverged_chains=0, rhat=1.2, ess=120.0, started_relaxed=True)
     assert _usable(row)

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from toymodels import estimate_llc
-from toymodels.diagnose import ESCAPE_FRACTION, diagnose
-from toymodels.potentials import normal_crossing_potential, quadratic_potential
+from toymodels.estimators.diagnose import ESCAPE_FRACTION, diagnose
+from toymodels.models.potentials import normal_crossing_potential, quadratic_potential
 
 F64 = torch.float64
 W2 = normal_crossing_potential([1])

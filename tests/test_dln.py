@@ -1,4 +1,4 @@
-"""Deep linear networks (toymodels.dln): exact identities in float64, the sampler, the experiments."""
+"""Deep linear networks (toymodels.models.dln): exact identities in float64, the sampler, the experiments."""
 
 import math
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from theory.dln import learning_coefficient, parameter_count
 from theory.regular import localized_llc
 from toymodels import estimate_llc, llc_from_trace
-from toymodels.dln import (
+from toymodels.models.dln import (
     DeepLinearNetwork,
     DLNObjective,
     DLNTeacher,
@@ -30,10 +30,10 @@ from toymodels.dln import (
     teacher_from_product,
     unflatten_layers,
 )
-from toymodels.objective import Objective, PotentialObjective
-from toymodels.potentials import quadratic_potential
-from toymodels.sampling import run_chains
-from toymodels.sgld import SGLDHyperparameters
+from toymodels.objectives.objective import Objective, PotentialObjective
+from toymodels.models.potentials import quadratic_potential
+from toymodels.sampling.driver import run_chains
+from toymodels.sampling.sgld import SGLDHyperparameters
 
 F64 = torch.float64
 
@@ -388,7 +388,7 @@ def test_smoke_dln_stagewise(tmp_path):
 
 
 def test_validate_dln_cases_run_at_a_tiny_scale():
-    from experiments.validate_dln import cases
+    from toymodels.validation.dln import cases
 
     found = cases(scale=0.02)
     assert len(found) == 4 and all(c.group == "deep linear network" for c in found)

@@ -1,4 +1,4 @@
-"""The graph rewrites of toymodels.fx_passes compute the same values, and do rewrite what they claim."""
+"""The graph rewrites of toymodels.objectives.fx_passes compute the same values, and do rewrite what they claim."""
 
 import pytest
 import torch
@@ -9,7 +9,7 @@ from torch.func import grad, vmap
 from torch._inductor.decomposition import select_decomp_table
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from toymodels.fx_passes import sink_transposes, split_merged_views
+from toymodels.objectives.fx_passes import sink_transposes, split_merged_views
 
 # the decompositions CompiledLossAndGrad traces with (losses become elementwise aten operations)
 DECOMPOSITIONS = select_decomp_table()

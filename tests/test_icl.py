@@ -1,5 +1,5 @@
 """Tests for in-context linear regression: exact risks (theory.icl), predictors and sampler
-(toymodels.icl), the transformer (toymodels.transformer), and smoke runs of the experiments."""
+(toymodels.models.icl), the transformer (toymodels.models.transformer), and smoke runs of the experiments."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scipy import integrate, stats
 
 from theory import icl as theory_icl
-from toymodels.icl import (
+from toymodels.models.icl import (
     InContextRegression,
     ModelEnsemble,
     dmmse_predictions,
@@ -26,7 +26,7 @@ from toymodels.icl import (
     sample_tasks,
     warmup_cosine_lr,
 )
-from toymodels.transformer import ICLTransformer, ICLTransformerConfig, tokenize_icl
+from toymodels.models.transformer import ICLTransformer, ICLTransformerConfig, tokenize_icl
 
 # ---------------------------------------------------------------------------------------------
 # theory.icl: exact risks
@@ -107,7 +107,7 @@ def test_theory_rejects_bad_input():
 
 
 # ---------------------------------------------------------------------------------------------
-# toymodels.icl: tasks and sampler
+# toymodels.models.icl: tasks and sampler
 
 
 @settings(deadline=None, max_examples=20)
@@ -168,7 +168,7 @@ def test_sampler_rejects_bad_input():
 
 
 # ---------------------------------------------------------------------------------------------
-# toymodels.icl: exact predictors
+# toymodels.models.icl: exact predictors
 
 
 def _sequences(num, dim=4, k=8, s2=0.125, seed=0, num_tasks=None):
@@ -270,7 +270,7 @@ def test_predictors_reject_bad_shapes():
 
 
 # ---------------------------------------------------------------------------------------------
-# toymodels.transformer
+# toymodels.models.transformer
 
 
 def test_tokenize_layout():
@@ -324,7 +324,7 @@ def test_transformer_rejects_bad_config_and_input():
 
 
 # ---------------------------------------------------------------------------------------------
-# toymodels.icl: ensembles and schedules
+# toymodels.models.icl: ensembles and schedules
 
 
 def _small_ensemble(seeds, dtype=torch.float32):

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from toymodels import DivergenceError, estimate_llc
-from toymodels.potentials import normal_crossing_potential, quadratic_potential
+from toymodels.models.potentials import normal_crossing_potential, quadratic_potential
 
 SMALL = dict(num_chains=4, num_draws=20, step_size=1e-3, progress=False)
 

@@ -1,12 +1,12 @@
-"""The relaxation rule: doubling blocks until the chains stop drifting (toymodels.relaxation)."""
+"""The relaxation rule: doubling blocks until the chains stop drifting (toymodels.estimators.relaxation)."""
 
 import numpy as np
 import torch
 
 from toymodels import SGLDHyperparameters, relax
-from toymodels.calibration import Schedule
-from toymodels.objective import PotentialObjective
-from toymodels.relaxation import block_change, settled
+from toymodels.estimators.calibration import Schedule
+from toymodels.objectives.objective import PotentialObjective
+from toymodels.estimators.relaxation import block_change, settled
 
 F64 = torch.float64
 

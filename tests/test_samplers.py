@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from toymodels import SGLDHyperparameters, chain_diagnostics, estimate_llc, run_sgld, sgld_step
-from toymodels.objective import ModuleObjective, PotentialObjective
-from toymodels.potentials import normal_crossing_potential, quadratic_potential
-from toymodels.samplers import (
+from toymodels.objectives.objective import ModuleObjective, PotentialObjective
+from toymodels.models.potentials import normal_crossing_potential, quadratic_potential
+from toymodels.sampling.kernels import (
     MALA,
     SGLD,
     SGNHT,
@@ -21,7 +21,7 @@ from toymodels.samplers import (
     mala_log_acceptance,
     potential_and_force,
 )
-from toymodels.sampling import run_chains
+from toymodels.sampling.driver import run_chains
 
 F64 = torch.float64
 

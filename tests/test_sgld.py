@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from toymodels import SGLDHyperparameters, chain_diagnostics, run_sgld, sgld_hyperparameters_from_scales, sgld_step
-from toymodels.objective import PotentialObjective
-from toymodels.potentials import quadratic_potential
+from toymodels.objectives.objective import PotentialObjective
+from toymodels.models.potentials import quadratic_potential
 
 
 def test_zero_gradient_and_zero_noise_do_not_move():

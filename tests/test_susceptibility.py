@@ -1,4 +1,4 @@
-"""Checks of toymodels.susceptibility: SGLD estimates against the exact closed forms of
+"""Checks of toymodels.estimators.susceptibility: SGLD estimates against the exact closed forms of
 theory.susceptibility (Gaussian covariances, classical influence, the 1-D singular energy
 fluctuation), against finite differences of sampled posterior means on a singular deep linear
 network, and weight-restricted sampling against sampling the restricted potential directly.
@@ -29,10 +29,10 @@ from theory.susceptibility import (
     singular_energy_variance,
 )
 from toymodels import SGLDHyperparameters, estimate_llc
-from toymodels.objective import ModuleObjective
-from toymodels.potentials import normal_crossing_potential, quadratic_potential
-from toymodels.sampling import SamplingTrace
-from toymodels.susceptibility import (
+from toymodels.objectives.objective import ModuleObjective
+from toymodels.models.potentials import normal_crossing_potential, quadratic_potential
+from toymodels.sampling.driver import SamplingTrace
+from toymodels.estimators.susceptibility import (
     bayesian_influence,
     component_llcs,
     finite_difference_response,
@@ -123,7 +123,7 @@ def test_mcse_of_independent_draws_is_the_iid_standard_error():
 
 
 def test_chunked_products_give_the_same_matrix(monkeypatch):
-    import toymodels.susceptibility as susceptibility_module
+    import toymodels.estimators.susceptibility as susceptibility_module
 
     rng = np.random.default_rng(6)
     trace = _synthetic_trace({"phi:a": rng.standard_normal((2, 16, 3)),

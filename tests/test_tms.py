@@ -20,9 +20,9 @@ from scipy.spatial import ConvexHull
 
 from theory import tms as T
 from theory.regular import localized_llc
-from toymodels.sampling import SamplingTrace
-from toymodels.sgld import SGLDHyperparameters
-from toymodels.tms import (
+from toymodels.sampling.driver import SamplingTrace
+from toymodels.sampling.sgld import SGLDHyperparameters
+from toymodels.models.tms import (
     ChenTMS,
     ElhageTMS,
     _population_loss_traced,
@@ -437,7 +437,7 @@ def test_sgd_plateau_segmentation():
 
 
 def test_validate_tms_cases_are_the_three_kgons():
-    from experiments.validate_tms import cases
+    from toymodels.validation.tms import cases
 
     cs = cases(scale=0.02)
     assert [c.llc for c in cs] == [T.kgon_learning_coefficient(5, 6, 0),

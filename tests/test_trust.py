@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import toymodels.llc
+import toymodels.estimators.llc
 from theory.normal_crossing import finite_temperature_llc
 from toymodels import (
     SamplingInterrupted,
@@ -24,8 +24,8 @@ from toymodels import (
     estimate_llc,
     run_sgld,
 )
-from toymodels.objective import PotentialObjective
-from toymodels.potentials import normal_crossing_potential
+from toymodels.objectives.objective import PotentialObjective
+from toymodels.models.potentials import normal_crossing_potential
 
 F64 = torch.float64
 K11 = normal_crossing_potential([1, 1])  # x²y²
@@ -139,7 +139,7 @@ def no_calibration(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("calibration started before the arguments were checked")
 
-    monkeypatch.setattr(toymodels.llc, "calibrate", refuse)
+    monkeypatch.setattr(toymodels.estimators.llc, "calibrate", refuse)
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -323,7 +323,7 @@ def test_ctrl_c_in_estimate_llc_carries_the_completed_draws():
 
 
 def test_validate_writes_each_case_and_resumes(tmp_path):
-    from experiments.validation import ValidationCase, run_validation
+    from toymodels.validation import ValidationCase, run_validation
 
     runs = []
 

@@ -1,4 +1,4 @@
-"""toymodels.turing against theory.turing: the torch potential, its coordinates and prior, SGLD."""
+"""toymodels.models.turing against theory.turing: the torch potential, its coordinates and prior, SGLD."""
 
 import math
 
@@ -9,14 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import special, stats
 
-from experiments.turing_programs_as_singularities import (
-    Config,
-    machine_potential,
-    main,
-    sampled_simplices,
-)
-from experiments.validate_turing import cases
-from experiments.validation import ValidationCase
+from experiments.turing_programs_as_singularities import Config, main
+from toymodels.validation.turing import cases, machine_potential, sampled_simplices
+from toymodels.validation import ValidationCase
 from theory.turing import (
     code_from_flat,
     detect_a,
@@ -32,7 +27,7 @@ from theory.turing import (
     vertex_expansion,
 )
 from toymodels import estimate_llc
-from toymodels.turing import NoisyCodePotential, annealed_chain_init
+from toymodels.models.turing import NoisyCodePotential, annealed_chain_init
 
 PAIR_CASES = [(m, p.task, p.T) for p in machine_pairs() for m in (p.first, p.second)]
 PAIR_IDS = [f"pair{i // 2}-{'ab'[i % 2]}" for i in range(len(PAIR_CASES))]

@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
-from experiments.validation import ValidationCase, run_validation, validation_cases
+from toymodels.validation import ValidationCase, run_validation, validation_cases
 from toymodels import estimate_llc
 from toymodels.cli import main
 from theory.normal_crossing import finite_temperature_llc
-from toymodels.potentials import normal_crossing_potential
+from toymodels.models.potentials import normal_crossing_potential
 
 EXACT = finite_temperature_llc([1], nbeta=100.0, localization=1.0, box=None)  # ½·200/201
 
@@ -42,7 +42,7 @@ def test_a_missed_target_fails_the_report():
 
 
 def test_cli_exit_codes(tmp_path, monkeypatch):
-    import experiments.validation as validation
+    import toymodels.validation as validation
 
     monkeypatch.setitem(validation.CASE_GROUPS, "good", lambda scale: [_case(EXACT)])
     monkeypatch.setitem(validation.CASE_GROUPS, "bad", lambda scale: [_case(0.40)])

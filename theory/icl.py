@@ -93,7 +93,7 @@ def expected_trace_posterior_covariance(num_context: int, dim: int, noise_varian
         raise ValueError(
             f"min(num_context, dim) = {p} exceeds {_MAX_WISHART_SIZE}: the de Bruijn Pfaffian in the "
             "monomial basis loses float64 accuracy beyond that; estimate the risk by Monte Carlo "
-            "(toymodels.icl.ridge_predictions with position_risks) instead"
+            "(toymodels.models.icl.ridge_predictions with position_risks) instead"
         )
     big_n = max(num_context, dim)
     a = (big_n - p - 1) / 2.0  # exponent of λ in the Wishart eigenvalue density

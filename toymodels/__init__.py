@@ -3,17 +3,17 @@
 The public surface is re-exported here; everything else is private.
 """
 
-from . import samplers
-from .calibration import CalibrationChoice, CalibrationResult, Schedule, calibrate
-from .diagnose import Diagnosis, Finding, diagnose, plot_diagnostics
-from .diagnostics import chain_diagnostics
-from .samplers import MALA, SGLD, SGNHT, ChainHyperparameters, RMSPropSGLD, make_sampler, mala_log_acceptance
-from .llc import LLCResult, default_nbeta, estimate_llc, llc_from_trace
-from .objective import ModuleObjective, Objective, PotentialObjective, parameter_mask
-from .relaxation import Relaxation, relax
-from .sampling import DivergenceError, SamplingInterrupted, SamplingTrace, run_chains, run_sgld
-from .sgld import SGLDHyperparameters, SGLDInfo, sgld_hyperparameters_from_scales, sgld_step
-from .susceptibility import (
+from toymodels.sampling import kernels as samplers
+from toymodels.estimators.calibration import CalibrationChoice, CalibrationResult, Schedule, calibrate
+from toymodels.estimators.diagnose import Diagnosis, Finding, diagnose, plot_diagnostics
+from toymodels.estimators.diagnostics import chain_diagnostics
+from toymodels.sampling.kernels import MALA, SGLD, SGNHT, ChainHyperparameters, RMSPropSGLD, make_sampler, mala_log_acceptance
+from toymodels.estimators.llc import LLCResult, default_nbeta, estimate_llc, llc_from_trace
+from toymodels.objectives.objective import ModuleObjective, Objective, PotentialObjective, parameter_mask
+from toymodels.estimators.relaxation import Relaxation, relax
+from toymodels.sampling.driver import DivergenceError, SamplingInterrupted, SamplingTrace, run_chains, run_sgld
+from toymodels.sampling.sgld import SGLDHyperparameters, SGLDInfo, sgld_hyperparameters_from_scales, sgld_step
+from toymodels.estimators.susceptibility import (
     FiniteDifferenceResult,
     PrincipalComponents,
     SusceptibilityResult,

@@ -1,6 +1,6 @@
 """The ``toymodels`` command line.
 
-``toymodels validate`` runs every exact case (see :mod:`experiments.validation`), prints the
+``toymodels validate`` runs every exact case (see :mod:`toymodels.validation`), prints the
 accuracy table, writes ``figures/validation.png`` and ``results/validation.json``, and exits
 non-zero when a case misses its tolerance. The JSON is written after every case, so an
 interrupted run keeps what it finished, and ``--resume`` runs only the rest.
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="list the validation cases")
     args = parser.parse_args(argv)
 
-    from experiments.validation import run_validation, validation_cases
+    from toymodels.validation import run_validation, validation_cases
 
     if args.command == "list":
         for case in validation_cases():

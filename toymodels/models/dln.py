@@ -43,7 +43,7 @@ from numbers import Integral
 import torch
 from torch import nn
 
-from .objective import Objective
+from toymodels.objectives.objective import Objective
 
 __all__ = [
     "DLNObjective",
@@ -648,7 +648,7 @@ def estimate_dln_llc(widths: Sequence[int], center: torch.Tensor, stats: Suffici
     ``burnin_fraction`` of it discarded: the dead units of a DLN reach their inner equilibrium
     (weights of order ``(nβ)^{-1/(2L)}``) after a diffusion time of order 0.1 whatever ``ε`` is.
 
-    ``sampler="mala"`` (default) runs :class:`toymodels.samplers.MALA` at that fixed ε (the SGLD
+    ``sampler="mala"`` (default) runs :class:`toymodels.sampling.kernels.MALA` at that fixed ε (the SGLD
     proposal with a Metropolis test, whose stationary law is exact; a DLN needs it: chains spread
     along the flat directions of the fiber ``{P(w) = P*}`` into regions many times stiffer than
     ``w*``, where a step size set at ``w*`` biases SGLD upwards); ``"sgld"`` runs plain SGLD (:func:`toymodels.run_sgld`), which
@@ -657,9 +657,9 @@ def estimate_dln_llc(widths: Sequence[int], center: torch.Tensor, stats: Suffici
     Returns a :class:`toymodels.LLCResult`; for MALA, ``result.trace.records["accepted"]``
     holds the acceptance indicators (chains × draws).
     """
-    from .llc import llc_from_trace
-    from .sampling import run_sgld
-    from .sgld import SGLDHyperparameters
+    from toymodels.estimators.llc import llc_from_trace
+    from toymodels.sampling.driver import run_sgld
+    from toymodels.sampling.sgld import SGLDHyperparameters
 
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")

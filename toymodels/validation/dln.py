@@ -8,7 +8,7 @@ that run in seconds.
   ``a_i`` at the truth (:func:`theory.regular.localized_llc`); at ``nβ = 10^4`` the quartic
   corrections to it are ``O(1/nβ)``. Sampled through the generic path,
   ``estimate_llc(dln_potential(...), init=w*)``.
-* **The same with MALA** (:class:`toymodels.samplers.MALA`): the Metropolis test removes the
+* **The same with MALA** (:class:`toymodels.sampling.kernels.MALA`): the Metropolis test removes the
   step-size bias whatever ε the adaptation arrives at.
 * **Reduced-rank regression at rank 0** (devinterp's cases (M, H, N) = (4, 3, 8) and (3, 8, 4),
   both m = 1, λ = 6): no exact finite-temperature value is known, so the estimate is compared
@@ -16,7 +16,7 @@ that run in seconds.
 
 No case sets a step size or a schedule: ``step_size="auto"`` (for SGLD the calibration's bias
 rule, for MALA dual averaging to acceptance 0.8) and the calibration's schedule for an MCSE of 1%
-(experiments/validate_calibrated.py, :func:`calibrated_run`). A case gives the physics (widths,
+(toymodels.validation.case, :func:`calibrated_run`). A case gives the physics (widths,
 truth, nβ, γ), the sampler and the number of chains.
 """
 
@@ -26,11 +26,10 @@ import math
 
 import torch
 
-from experiments.validate_calibrated import calibrated_run
-from experiments.validation import ValidationCase
+from toymodels.validation.case import ValidationCase, calibrated_run
 from theory.dln import learning_coefficient
 from theory.regular import localized_llc
-from toymodels.dln import (
+from toymodels.models.dln import (
     SufficientStatistics,
     dln_potential,
     gauss_newton_eigenvalues,

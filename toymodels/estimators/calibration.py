@@ -55,13 +55,13 @@ import numpy as np
 import torch
 from scipy import stats
 
-from ._checks import as_choice, as_float, as_int, as_optional_int
-from .diagnostics import chain_diagnostics
-from .objective import default_nbeta, make_objective, resolve_mask
-from .relaxation import relax
-from .samplers import SAMPLERS
-from .sampling import run_chains
-from .sgld import SGLDHyperparameters
+from toymodels.checks import as_choice, as_float, as_int, as_optional_int
+from toymodels.estimators.diagnostics import chain_diagnostics
+from toymodels.objectives.objective import default_nbeta, make_objective, resolve_mask
+from toymodels.estimators.relaxation import relax
+from toymodels.sampling.kernels import SAMPLERS
+from toymodels.sampling.driver import run_chains
+from toymodels.sampling.sgld import SGLDHyperparameters
 
 SAMPLER_NAMES = tuple(SAMPLERS)
 
@@ -91,7 +91,7 @@ class CalibrationChoice:
     fit_points: list[float] = field(default_factory=list)  #: the ε values the fit used
     fraction_below_init: float = 0.0  #: over the bias grid's chains at the chosen or nearest ε
     localization_to_gradient: float = float("nan")  #: mean ||γ-term|| / ||nβ∇L-term||
-    #: the relaxation before the bias grid (:meth:`toymodels.relaxation.Relaxation.summary`):
+    #: the relaxation before the bias grid (:meth:`toymodels.estimators.relaxation.Relaxation.summary`):
     #: its step size, steps, whether the chains stopped drifting, and its blocks
     relaxation: dict = field(default_factory=dict)
 
@@ -182,7 +182,7 @@ class CalibrationResult:
           nearly the same at every point (time in a Langevin chain is ε × steps), so the median
           of ``ε_j τ_j``, times ``safety``, divided by the chosen ε gives τ at the choice;
         * **burn-in** — the chains start from the calibration's relaxed positions (see
-          :mod:`toymodels.relaxation`), so they only have to settle at the new step size:
+          :mod:`toymodels.estimators.relaxation`), so they only have to settle at the new step size:
           ``max(min_burnin, burnin_autocorrelations · τ)`` steps;
         * **draws** — enough that ``MCSE = sd / √ESS`` reaches ``rel_mcse·|λ₀|`` (the per-draw
           standard deviation from the least biased grid point; ``|λ₀|`` floored at 0.05, so an
@@ -524,7 +524,7 @@ def calibrate(
         chain_init: optional ``(k, d)`` starting points (e.g. draws from an annealing ladder when
             the posterior is far from ``w*``); every run of the calibration starts its chains on
             them in turn (chain ``i`` at row ``i mod k``). Default: every chain at ``w*``.
-        relax_chains: how many chains to relax (:func:`toymodels.relaxation.relax`) before the
+        relax_chains: how many chains to relax (:func:`toymodels.estimators.relaxation.relax`) before the
             bias grid; their relaxed positions start the grid and are kept in
             ``result.warm_states`` (``estimate_llc`` relaxes its own chains here). Default
             ``num_chains``.
@@ -880,7 +880,7 @@ def _group_row_unchecked(trace, sel, nbeta, gamma, eps, stage, full_batch, reque
                sd=float(llc.std()),
                fraction_below_init=float((trace.loss[sel] < trace.init_loss).mean()))
     noise2 = float((trace.noise_norm[sel] ** 2).mean())
-    # drift-to-noise ratio squared: the Gaussian step-size bias x/(1 − x) (toymodels.diagnose)
+    # drift-to-noise ratio squared: the Gaussian step-size bias x/(1 − x) (toymodels.estimators.diagnose)
     drift2 = float((trace.drift_norm[sel] ** 2).mean())
     row["drift_noise_ratio2"] = drift2 / noise2 if noise2 > 0 else float("nan")
     acc = trace.records.get("acceptance")

@@ -35,9 +35,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .diagnostics import chain_diagnostics
-from .sampling import SamplingTrace
-from .sgld import SGLDHyperparameters, sgld_step
+from toymodels.estimators.diagnostics import chain_diagnostics
+from toymodels.sampling.driver import SamplingTrace
+from toymodels.sampling.sgld import SGLDHyperparameters, sgld_step
 
 __all__ = [
     "ChenTMS",

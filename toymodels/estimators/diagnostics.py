@@ -25,7 +25,7 @@ def chain_diagnostics(trace: np.ndarray) -> dict[str, float]:
         return {"ess": float("nan"), "rhat": float("nan"), "mcse": float("nan")}
     if np.ptp(trace) == 0:
         # a constant trace has no spread: its mean is exact (MCSE 0), but an ESS or R-hat would be
-        # an artefact (chains that never moved look "perfectly mixed"); toymodels.diagnose tells
+        # an artefact (chains that never moved look "perfectly mixed"); toymodels.estimators.diagnose tells
         # frozen chains from a loss that is truly constant
         return {"ess": float("nan"), "rhat": float("nan"), "mcse": 0.0}
     with warnings.catch_warnings():

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .diagnostics import chain_diagnostics
+from toymodels.estimators.diagnostics import chain_diagnostics
 
 __all__ = ["Finding", "Diagnosis", "diagnose", "plot_diagnostics", "ESCAPE_FRACTION"]
 

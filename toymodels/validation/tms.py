@@ -10,7 +10,7 @@ column of the 5-gon — contribute 0 as long as the chains stay in the flat regi
 ensures (the dead column's W_d has sd 1/√γ ≈ 0.03, while the region extends to |W_d| ≈ 0.24).
 The step size and the schedule are not set per case: ``step_size="auto"`` (:func:`toymodels.calibrate`,
 the largest ε whose fitted step-size bias is within 1%) and the calibration's schedule for an MCSE
-of 1% (experiments/validate_calibrated.py, :func:`calibrated_run`). A case gives only the physics
+of 1% (toymodels.validation.case, :func:`calibrated_run`). A case gives only the physics
 (nβ, γ) and the number of chains.
 """
 
@@ -19,8 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from experiments.validate_calibrated import calibrated_run
-from experiments.validation import ValidationCase
+from toymodels.validation.case import ValidationCase, calibrated_run
 from theory.regular import localized_llc
 from theory.tms import (
     flatten_params,
@@ -28,7 +27,7 @@ from theory.tms import (
     kgon_learning_coefficient,
     population_loss_hessian,
 )
-from toymodels.tms import population_loss
+from toymodels.models.tms import population_loss
 
 __all__ = ["cases"]
 

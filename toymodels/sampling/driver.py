@@ -18,11 +18,11 @@ from torch.func import grad as func_grad
 from torch.func import vmap
 from tqdm.auto import tqdm
 
-from ._checks import as_choice, as_int
-from .objective import Objective, PotentialObjective
-from .threads import torch_threads
-from .samplers import ChainHyperparameters, make_sampler
-from .sgld import SGLDHyperparameters
+from toymodels.checks import as_choice, as_int
+from toymodels.objectives.objective import Objective, PotentialObjective
+from toymodels.threads import torch_threads
+from toymodels.sampling.kernels import ChainHyperparameters, make_sampler
+from toymodels.sampling.sgld import SGLDHyperparameters
 
 __all__ = ["SamplingTrace", "DivergenceError", "SamplingInterrupted", "run_sgld", "run_chains"]
 
@@ -147,7 +147,7 @@ def run_sgld(
     localization centre and ``init_loss`` stay at ``w*``.
 
     ``sampler`` is one of ``"sgld"``, ``"sgnht"``, ``"rmsprop_sgld"``, ``"mala"`` (see
-    :mod:`toymodels.samplers`), built with ``sampler_options``. MALA needs the exact loss and is
+    :mod:`toymodels.sampling.kernels`), built with ``sampler_options``. MALA needs the exact loss and is
     refused for minibatch objectives. ``chain_hyper`` optionally gives per-chain values
     ``{"step_size" | "nbeta" | "localization": (num_chains,) tensor}`` overriding ``hyper``: a grid
     of settings run as one batched tensor (:func:`toymodels.calibrate`).

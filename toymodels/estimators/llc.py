@@ -6,8 +6,8 @@ Estimator (Lau, Furman, Wang, Murfet, Wei, arXiv 2308.12108, eq. 8 and Definitio
 
 with the expectation over sampler draws after burn-in, averaged over chains. The sampler is SGLD
 by default; SGNHT, RMSProp-preconditioned SGLD and MALA share the same driver
-(:mod:`toymodels.samplers`), ``step_size="auto"`` chooses ε by :func:`toymodels.calibrate`, and
-``result.diagnose()`` reads the run's diagnostics (:mod:`toymodels.diagnose`). For a potential ``K``
+(:mod:`toymodels.sampling.kernels`), ``step_size="auto"`` chooses ε by :func:`toymodels.calibrate`, and
+``result.diagnose()`` reads the run's diagnostics (:mod:`toymodels.estimators.diagnose`). For a potential ``K``
 with ``K(w*) = 0`` this is ``nβ·E[K]``, which for an exact sampler equals the finite-temperature
 value that ``theory`` computes (e.g. :func:`theory.normal_crossing.finite_temperature_llc`), and
 tends to the learning coefficient λ as ``nβ → ∞``, ``γ → 0``.
@@ -25,14 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._checks import as_choice, as_float, as_int, as_optional_int
-from .calibration import CalibrationResult, calibrate
-from .diagnostics import chain_diagnostics
-from .objective import Objective, default_nbeta, make_objective, resolve_mask
-from .relaxation import relax as run_relaxation
-from .samplers import SAMPLERS, make_sampler
-from .sampling import ON_DIVERGENCE, SamplingInterrupted, SamplingTrace, run_sgld
-from .sgld import SGLDHyperparameters
+from toymodels.checks import as_choice, as_float, as_int, as_optional_int
+from toymodels.estimators.calibration import CalibrationResult, calibrate
+from toymodels.estimators.diagnostics import chain_diagnostics
+from toymodels.objectives.objective import Objective, default_nbeta, make_objective, resolve_mask
+from toymodels.estimators.relaxation import relax as run_relaxation
+from toymodels.sampling.kernels import SAMPLERS, make_sampler
+from toymodels.sampling.driver import ON_DIVERGENCE, SamplingInterrupted, SamplingTrace, run_sgld
+from toymodels.sampling.sgld import SGLDHyperparameters
 
 __all__ = ["LLCResult", "estimate_llc", "llc_from_trace", "default_nbeta"]
 
@@ -80,7 +80,7 @@ class LLCResult:
     mala_acceptance: np.ndarray | None = None
     #: the calibration behind ``step_size="auto"`` (a JSON-ready summary), if any
     calibration: dict | None = None
-    #: with ``step_size="auto"``: the schedule chosen and why (:class:`toymodels.calibration.Schedule`
+    #: with ``step_size="auto"``: the schedule chosen and why (:class:`toymodels.estimators.calibration.Schedule`
     #: as a dict, with the relaxation that started the chains and the calibration's seconds)
     schedule: dict | None = None
     trace: SamplingTrace | None = field(default=None, repr=False)
@@ -116,12 +116,12 @@ class LLCResult:
         return s
 
     def diagnose(self, echo=print):
-        """Plain-language findings about this run and what to change; see :mod:`toymodels.diagnose`.
+        """Plain-language findings about this run and what to change; see :mod:`toymodels.estimators.diagnose`.
 
         Prints them (through ``echo``; pass ``echo=None`` to stay quiet) and returns the
-        :class:`toymodels.diagnose.Diagnosis`.
+        :class:`toymodels.estimators.diagnose.Diagnosis`.
         """
-        from .diagnose import diagnose
+        from toymodels.estimators.diagnose import diagnose
 
         diagnosis = diagnose(self)
         if echo is not None:
@@ -129,8 +129,8 @@ class LLCResult:
         return diagnosis
 
     def plot_diagnostics(self, path: str | Path | None = None):
-        """A figure of loss traces and diagnostics; see :func:`toymodels.diagnose.plot_diagnostics`."""
-        from .diagnose import plot_diagnostics
+        """A figure of loss traces and diagnostics; see :func:`toymodels.estimators.diagnose.plot_diagnostics`."""
+        from toymodels.estimators.diagnose import plot_diagnostics
 
         return plot_diagnostics(self, path=path)
 
@@ -258,7 +258,7 @@ def estimate_llc(
     ``step_size="auto"`` chooses the whole schedule (every value passed explicitly wins):
 
     1. :func:`toymodels.calibrate` finds the largest stable step, **relaxes** this run's chains
-       from ``w*`` at a quarter of it until they stop drifting (:mod:`toymodels.relaxation`: the
+       from ``w*`` at a quarter of it until they stop drifting (:mod:`toymodels.estimators.relaxation`: the
        burn-in the slowest direction needs), measures the step-size bias on a grid from the
        relaxed chains and chooses ε (for MALA: dual averaging to 80 % acceptance);
     2. :meth:`CalibrationResult.schedule` sets the burn-in at ε (20 autocorrelation times), and
@@ -291,7 +291,7 @@ def estimate_llc(
         num_threads: torch threads during sampling (default: 1 for a potential, torch's setting
             for a network); see :func:`toymodels.run_sgld`.
         sampler: ``"sgld"`` (default), ``"sgnht"``, ``"rmsprop_sgld"`` or ``"mala"`` (exact
-            full-batch losses only; no step-size bias); see :mod:`toymodels.samplers`.
+            full-batch losses only; no step-size bias); see :mod:`toymodels.sampling.kernels`.
         sampler_options: keyword arguments of the sampler (e.g. ``{"diffusion": 0.1}`` for SGNHT).
         calibration: a :class:`toymodels.CalibrationResult` (or its ``to_dict()``, as stored in
             ``result.calibration``) to take ε from when ``step_size="auto"``, instead of
@@ -446,7 +446,7 @@ def _auto_calibration(objective, calibration, calibration_options, *, nbeta, loc
         return calibration, warm, choice.relaxation
     # relax this run's chains at the step the calibration relaxed at
     step = choice.relaxation.get("step_size", choice.step_size) if choice.relaxation else choice.step_size
-    # MALA's calibrations relax with SGLD (see toymodels.calibration); the others with themselves
+    # MALA's calibrations relax with SGLD (see toymodels.estimators.calibration); the others with themselves
     relax_sampler, relax_options = ("sgld", None) if sampler == "mala" else (sampler, sampler_options)
     relaxation = run_relaxation(objective, hyper=SGLDHyperparameters(step, nbeta, localization),
                                 num_chains=num_chains, chain_init=chain_init, sampler=relax_sampler,

@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch.func import functional_call, vmap
 
-from toymodels._checks import as_int
-from toymodels.fx_passes import sink_transposes, split_merged_views
+from toymodels.checks import as_int
+from toymodels.objectives.fx_passes import sink_transposes, split_merged_views
 
 __all__ = [
     "Objective",
@@ -525,8 +525,8 @@ class CompiledLossAndGrad:
       samples into a tiny matrix) become reductions. Two graph rewrites keep the layout through
       the rest of the network and the loss: ``vmap``'s loss rules flatten ``(n, k)`` outputs to
       ``(n·k,)``, which would force the narrow axis innermost again, and
-      :func:`~toymodels.fx_passes.split_merged_views` undoes those flattenings;
-      :func:`~toymodels.fx_passes.sink_transposes` moves the transposes past the elementwise work
+      :func:`~toymodels.objectives.fx_passes.split_merged_views` undoes those flattenings;
+      :func:`~toymodels.objectives.fx_passes.sink_transposes` moves the transposes past the elementwise work
       (bias, activation, loss) so that its results are stored with the samples innermost too.
       Measured by ``experiments/bench_layouts.py``: 2.5–8× fewer CPU seconds than ``"features"``
       for networks of 18–1,200 parameters with at most 6 numbers per sample (a cross-entropy

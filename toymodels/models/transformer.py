@@ -14,7 +14,7 @@ d = 64, 2 layers, 4 heads, MLP width 64 (~50k parameters); the default here is s
 
 Layout follows nanoGPT's ``model.py``: a config dataclass, small modules, shape comments
 ``(B, T, C)`` = (batch, tokens, channels). Everything is written for one parameter set; many
-models are trained at once by ``torch.func.vmap`` over stacked parameters (``toymodels.icl``).
+models are trained at once by ``torch.func.vmap`` over stacked parameters (``toymodels.models.icl``).
 Initialisation draws from a ``torch.Generator`` passed in; the global RNG is never touched
 (modules are built on the meta device and filled from the generator).
 """

@@ -43,8 +43,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from .sampling import DivergenceError, run_chains
-from .sgld import SGLDHyperparameters
+from toymodels.sampling.driver import DivergenceError, run_chains
+from toymodels.sampling.sgld import SGLDHyperparameters
 
 __all__ = ["Relaxation", "relax", "block_change", "settled"]
 

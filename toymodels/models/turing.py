@@ -86,9 +86,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .objective import PotentialObjective
-from .sampling import run_sgld
-from .sgld import SGLDHyperparameters
+from toymodels.objectives.objective import PotentialObjective
+from toymodels.sampling.driver import run_sgld
+from toymodels.sampling.sgld import SGLDHyperparameters
 
 __all__ = ["NoisyCodePotential", "annealed_chain_init"]
 

@@ -1,6 +1,6 @@
 """Samplers as pure steps vectorized over chains: SGLD, SGNHT, RMSProp-preconditioned SGLD, MALA.
 
-Every sampler here targets the same localized tempered posterior as :mod:`toymodels.sgld`,
+Every sampler here targets the same localized tempered posterior as :mod:`toymodels.sampling.sgld`,
 ``p(w) ∝ exp(−U(w))`` with the potential ::
 
     U(w) = nβ L(w) + γ/2 ||w − w*||² − log φ(w),
@@ -10,7 +10,7 @@ and each is a small object in the style of blackjax's kernels: a state ``NamedTu
 have the chain as leading dimension, a pure ``init`` and a pure ``step`` returning
 ``(new_state, info)``. No argument is modified, randomness comes in as pre-drawn standard normals
 (and uniforms for MALA), and the objective that produces losses and gradients stays outside: the
-driver (:func:`toymodels.sampling.run_chains`) evaluates it and hands the numbers in, so exact
+driver (:func:`toymodels.sampling.driver.run_chains`) evaluates it and hands the numbers in, so exact
 potentials and networks with data share one code path.
 
 Hyperparameters ``step_size``, ``nbeta`` and ``localization`` may be Python floats (one value for
@@ -19,7 +19,7 @@ batched tensor). All steps accept an optional ``(d,)`` 0/1 ``mask``: only those 
 
 The samplers:
 
-* :class:`SGLD` — Welling & Teh (2011), the step of :func:`toymodels.sgld.sgld_step` unchanged.
+* :class:`SGLD` — Welling & Teh (2011), the step of :func:`toymodels.sampling.sgld.sgld_step` unchanged.
   With full-batch losses it also reports, free of extra evaluations, the Metropolis–Hastings
   acceptance probability its last move would have had as a MALA proposal (over *all* sampled
   coordinates): a direct measure of the discretisation error at the chosen step size.
@@ -169,7 +169,7 @@ class SGLD:
 
         w ← w − (ε/2) F(w) + √ε ξ,     ξ ~ N(0, I).
 
-    The move itself is :func:`toymodels.sgld.sgld_step` (so results are bit-for-bit those of the
+    The move itself is :func:`toymodels.sampling.sgld.sgld_step` (so results are bit-for-bit those of the
     foundation's SGLD). Its stationary law differs from the target by O(ε) (for a Gaussian of
     curvature κ the variance is inflated by ``1/(1 − εκ/4)``): see ``docs/error_budget.md``.
 
@@ -197,7 +197,7 @@ class SGLD:
              log_prior=None, mask=None, record: bool = True) -> tuple[SGLDState, SGLDInfo]:
         """One step. With ``record=False`` (a step whose info nobody reads, and whose successor is
         not recorded either) the extra diagnostics are skipped: the move is the same."""
-        from .sgld import sgld_step
+        from toymodels.sampling.sgld import sgld_step
 
         position = state.position
         new_position, base = sgld_step(position, grad, noise, center, hyper, loss=loss,

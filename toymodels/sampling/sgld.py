@@ -121,7 +121,7 @@ def sgld_step(
         noise: ``(num_chains, d)`` standard-normal draws ``ξ``; the step adds ``√ε ξ``.
         center: ``(d,)`` the localization centre ``w*``.
         hyper: step size ε, nβ and localization γ (floats; or ``(num_chains, 1)`` tensors, one
-            value per chain, as in :class:`toymodels.samplers.ChainHyperparameters`).
+            value per chain, as in :class:`toymodels.sampling.kernels.ChainHyperparameters`).
         loss: optional ``(num_chains,)`` loss at ``params``, copied into the info record.
         grad_log_prior: optional ``(num_chains, d)`` gradient of the log prior density.
         mask: optional ``(d,)`` boolean; only these coordinates move (weight-restricted sampling).

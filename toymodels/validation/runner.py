@@ -1,161 +1,22 @@
-"""`toymodels validate`: every exact case in the suite, estimate against the exact target.
+"""Running validation cases: the table, the JSON (written after every case) and the figure.
 
-Each case runs ``toymodels.estimate_llc`` on a model whose answer ``theory/`` knows exactly, and
-compares the estimate with the exact finite-temperature value for the sampler's own posterior
-(same nβ, same localization) — the number an exact sampler converges to — and prints the
-asymptotic λ beside it. A case passes when its relative error is within its tolerance *and*
-its z-score ``(estimate − target) / MCSE`` is within ``z_tol``: the first says the estimate is
-useful, the second that the reported Monte-Carlo error is honest.
-
-Cases register themselves in :data:`CASE_GROUPS`; later topics add theirs.
+The JSON is rewritten atomically after every case, so an interrupted run keeps what it finished
+and ``resume=True`` runs only the rest. The pass rule is :class:`~toymodels.validation.case.ValidationCase`'s:
+``|relative error| ≤ rel_tol`` and ``|z| ≤ z_tol``.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
-import torch
+from toymodels.estimators.llc import LLCResult
+from toymodels.validation.case import ValidationCase
 
-from theory.normal_crossing import finite_temperature_llc, learning_coefficient
-from theory.regular import localized_llc, regular_learning_coefficient
-from toymodels import LLCResult, estimate_llc
-from toymodels.potentials import normal_crossing_potential, quadratic_potential
-
-__all__ = ["ValidationCase", "CASE_GROUPS", "validation_cases", "run_validation"]
-
-
-@dataclass
-class ValidationCase:
-    """One exact check: ``run()`` gives an estimate, ``target()`` its exact value."""
-
-    name: str
-    group: str
-    llc: Fraction | float  #: the asymptotic learning coefficient λ
-    multiplicity: int | None
-    target: Callable[[], float]  #: exact finite-temperature value of the estimator's limit
-    run: Callable[[], LLCResult]
-    settings: dict = field(default_factory=dict)
-    rel_tol: float = 0.03
-    z_tol: float = 3.0
-
-
-# --------------------------------------------------------------------------------------------
-# normal crossings and the localized quadratic (Watanabe 2009, ch. 2–3)
-
-#: The physics of each normal-crossing case: name, k, h, nβ, γ. The calibrated group
-#: (experiments/validate_calibrated.py) adds nothing but the number of chains; the hand-tuned
-#: group below adds the sampler settings in MANUAL_SETTINGS.
-NORMAL_CROSSING_CASES = [
-    ("w^2", [1], None, 1000.0, 1.0),
-    ("w^4", [2], None, 1000.0, 1.0),
-    ("|w| w^2 (h=1)", [1], [1], 1000.0, 1.0),
-    ("x^2 y^2 (m=2)", [1, 1], None, 100.0, 4.0),
-    ("x^2 y^4", [1, 2], None, 1000.0, 1.0),
-    ("x^4 y^4 (m=2)", [2, 2], None, 100.0, 4.0),
-    ("|x| x^2 y^2 (h=(1,0))", [1, 1], [1, 0], 100.0, 4.0),
-]
-
-# Hand-tuned settings (group "foundation-manual"), kept as a reference for the calibrated rule:
-# step size, chains, burn-in, draws, steps between draws. The 2-D crossings with m = 2 mix
-# slowly along their valleys: the number of steps needed grows with the stiffness t/γ²
-# (transverse curvature t·x² against the valley's γ), so they run at a moderate t/γ²; their
-# targets are the exact finite-t values, far below λ there.
-MANUAL_SETTINGS = {
-    "w^2": (1e-5, 2000, 1000, 2000, 1),
-    "w^4": (2e-4, 2000, 1000, 2000, 1),
-    "|w| w^2 (h=1)": (1e-5, 2000, 1000, 2000, 1),
-    "x^2 y^2 (m=2)": (1e-4, 2000, 6000, 1000, 6),
-    "x^2 y^4": (1e-4, 2000, 9000, 1000, 9),
-    "x^4 y^4 (m=2)": (3e-4, 2000, 6000, 1000, 6),
-    "|x| x^2 y^2 (h=(1,0))": (1e-4, 2000, 6000, 1000, 6),
-}
-
-#: the localized quadratic: eigenvalues, nβ, γ
-QUADRATIC_CASE = ([0.5, 1.0, 2.0, 4.0, 8.0], 200.0, 5.0)
-
-
-def _normal_crossing_case(name, k, h, nbeta, gamma, eps, chains, burn, draws, bw, scale=1.0):
-    lam, m = learning_coefficient(k, h)
-    potential = normal_crossing_potential(k, h)
-    dim = potential.dim
-    chains = max(2, int(chains * scale))
-    draws = max(20, int(draws * scale))
-    burn = int(burn * min(1.0, scale))
-    settings = dict(nbeta=nbeta, localization=gamma, step_size=eps, num_chains=chains,
-                    num_burnin_steps=burn, num_draws=draws, num_steps_bw_draws=bw)
-
-    def run() -> LLCResult:
-        return estimate_llc(potential, init=torch.zeros(dim, dtype=torch.float64), seed=0,
-                            progress=False, **settings)
-
-    def target() -> float:
-        return finite_temperature_llc(k, h, nbeta=nbeta, localization=gamma, box=None)
-
-    return ValidationCase(name=f"normal crossing {name}", group="foundation-manual", llc=lam,
-                          multiplicity=m, target=target, run=run, settings=settings)
-
-
-def _quadratic_case(scale=1.0):
-    eigenvalues, nbeta, gamma = QUADRATIC_CASE
-    a = torch.diag(torch.tensor(eigenvalues, dtype=torch.float64))
-    settings = dict(nbeta=nbeta, localization=gamma, step_size=2e-5,
-                    num_chains=max(2, int(1000 * scale)), num_burnin_steps=int(2000 * min(1.0, scale)),
-                    num_draws=max(20, int(1000 * scale)), num_steps_bw_draws=3)
-
-    def run() -> LLCResult:
-        return estimate_llc(quadratic_potential(a), init=torch.zeros(5, dtype=torch.float64),
-                            seed=0, progress=False, **settings)
-
-    return ValidationCase(
-        name="localized quadratic d=5", group="foundation-manual", llc=regular_learning_coefficient(5)[0],
-        multiplicity=1, run=run, settings=settings,
-        target=lambda: localized_llc(eigenvalues, nbeta=nbeta, localization=gamma),
-    )
-
-
-def _manual_cases(scale: float) -> list[ValidationCase]:
-    cases = [_normal_crossing_case(*row, *MANUAL_SETTINGS[row[0]], scale=scale)
-             for row in NORMAL_CROSSING_CASES]
-    cases.append(_quadratic_case(scale))
-    return cases
-
-
-def _topic(name: str) -> Callable[[float], list[ValidationCase]]:
-    """Cases of ``experiments/validate_<name>.py``, imported when asked for (they import this module)."""
-
-    def load(scale: float) -> list[ValidationCase]:
-        return importlib.import_module(f"experiments.validate_{name}").cases(scale)
-
-    return load
-
-
-#: name -> function(scale) returning cases; topics add their groups here.
-CASE_GROUPS: dict[str, Callable[[float], list[ValidationCase]]] = {
-    "calibrated": _topic("calibrated"),
-    "dln": _topic("dln"),
-    "tms": _topic("tms"),
-    "turing": _topic("turing"),
-    "foundation-manual": _manual_cases,
-}
-#: what `toymodels validate` runs without --group: every exact case once (the hand-tuned
-#: foundation settings repeat the calibrated group's cases, so they run only when asked for)
-DEFAULT_GROUPS = ["calibrated", "dln", "tms", "turing"]
-
-
-def validation_cases(groups: list[str] | None = None, scale: float = 1.0) -> list[ValidationCase]:
-    """All registered cases (or those of the named groups); ``scale`` shrinks chains and draws."""
-    names = DEFAULT_GROUPS if not groups else groups
-    unknown = [g for g in names if g not in CASE_GROUPS]
-    if unknown:
-        raise ValueError(f"unknown validation groups {unknown}; known: {sorted(CASE_GROUPS)}")
-    return [case for g in names for case in CASE_GROUPS[g](scale)]
+__all__ = ["run_validation"]
 
 
 def run_validation(

@@ -45,9 +45,9 @@ import torch
 from arviz_stats.base import array_stats
 from torch.func import functional_call
 
-from .llc import LLCResult, default_nbeta, estimate_llc, make_objective
-from .objective import ModuleObjective, parameter_mask
-from .sampling import SamplingTrace
+from toymodels.estimators.llc import LLCResult, default_nbeta, estimate_llc, make_objective
+from toymodels.objectives.objective import ModuleObjective, parameter_mask
+from toymodels.sampling.driver import SamplingTrace
 
 __all__ = [
     "FiniteDifferenceResult",
@@ -131,7 +131,7 @@ class SusceptibilityResult:
     def diagnose(self, echo=print):
         """Findings about this estimate: those of its LLC run (frozen chains, convergence, …)
         and non-finite susceptibilities or MCSEs, named by observable and perturbation."""
-        from .diagnose import Diagnosis, Finding
+        from toymodels.estimators.diagnose import Diagnosis, Finding
 
         findings = list(self.llc.diagnose(echo=None).findings) if self.llc is not None else []
         bad = [(a, b) for a, b in zip(*np.nonzero(~(np.isfinite(self.chi) & np.isfinite(self.mcse))))]
