@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from toymodels import SGLDHyperparameters, chain_diagnostics, estimate_llc, run_sgld, sgld_step
-from toymodels.objectives.objective import ModuleObjective, PotentialObjective
 from toymodels.models.potentials import normal_crossing_potential, quadratic_potential
-from toymodels.sampling.kernels import (
+from toymodels.objectives import ModuleObjective, PotentialObjective
+from toymodels.sampling import (
     MALA,
     SGLD,
     SGNHT,
@@ -19,15 +19,27 @@ from toymodels.sampling.kernels import (
     RMSPropSGLD,
     make_sampler,
     mala_log_acceptance,
-    potential_and_force,
+    run_chains,
 )
-from toymodels.sampling.driver import run_chains
+from toymodels.sampling.hyper import broadcast_hyperparameters
+from toymodels.sampling.integrator import Evaluation, potential_and_force
 
 F64 = torch.float64
 
 
 def _rand(*shape, seed=0):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=F64)
+
+
+def _per_chain(hyper, num_chains):
+    """The driver's view of shared hyperparameters: (C, 1) tensors."""
+    return broadcast_hyperparameters(hyper, None, num_chains, F64, torch.device("cpu"))
+
+
+def _at(grad, loss=None):
+    """An evaluation with the given gradient (loss 0 unless given), flat prior."""
+    loss = torch.zeros(grad.shape[0], dtype=F64) if loss is None else loss
+    return Evaluation(loss, grad, None, None)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -39,8 +51,8 @@ def test_sgld_sampler_moves_exactly_like_sgld_step():
     c = _rand(3, seed=4)
     hyper = SGLDHyperparameters(1e-3, 40.0, 2.0)
     expected, _ = sgld_step(w, g, xi, c, hyper)
-    state, info = SGLD(mala_diagnostic=True).step(SGLD().init(w), torch.zeros(5, dtype=F64), g, xi,
-                                                  hyper, c)
+    kernel = SGLD(mala_diagnostic=True)
+    state, info = kernel.transition(kernel.init(w, None, None, None), _at(g), xi, _per_chain(hyper, 5), c)
     assert torch.equal(state.position, expected)
     torch.testing.assert_close(info.grad_term_norm, 0.5e-3 * 40.0 * torch.linalg.vector_norm(g, dim=1))
     torch.testing.assert_close(info.localization_term_norm,
@@ -57,11 +69,11 @@ def test_per_chain_step_sizes_equal_separate_runs():
     gamma = [0.0, 1.0, 2.0, 3.0]
     chain = ChainHyperparameters(*(torch.tensor(v, dtype=F64).unsqueeze(1) for v in (eps, nbeta, gamma)))
     for kernel in (SGLD(), RMSPropSGLD(adapt="always")):
-        state, _ = kernel.step(kernel.init(w), torch.zeros(4, dtype=F64), g, xi, chain, c)
+        state, _ = kernel.transition(kernel.init(w, None, chain, None), _at(g), xi, chain, c)
         for i in range(4):
-            single = SGLDHyperparameters(eps[i], nbeta[i], gamma[i])
-            s_i, _ = kernel.step(kernel.init(w[i:i + 1]), torch.zeros(1, dtype=F64), g[i:i + 1],
-                                 xi[i:i + 1], single, c)
+            single = _per_chain(SGLDHyperparameters(eps[i], nbeta[i], gamma[i]), 1)
+            s_i, _ = kernel.transition(kernel.init(w[i:i + 1], None, single, None), _at(g[i:i + 1]),
+                                       xi[i:i + 1], single, c)
             torch.testing.assert_close(state.position[i], s_i.position[0], rtol=1e-14, atol=1e-15)
 
 
@@ -69,16 +81,17 @@ def test_sgld_mala_diagnostic_equals_the_metropolis_ratio_of_each_move():
     """The free diagnostic (computed one step late from the next gradient) is the MALA ratio."""
     a = torch.tensor([[2.0, 0.3], [0.3, 1.0]], dtype=F64)
     obj = PotentialObjective(quadratic_potential(a), torch.zeros(2, dtype=F64))
-    hyper = SGLDHyperparameters(0.05, 5.0, 0.7)
-    trace = run_sgld(obj, hyper=hyper, num_chains=3, num_draws=6, seed=2, observables={"w": lambda w: w})
+    shared = SGLDHyperparameters(0.05, 5.0, 0.7)
+    trace = run_sgld(obj, hyper=shared, num_chains=3, num_draws=6, seed=2, observables={"w": lambda w: w})
+    hyper = _per_chain(shared, 3)
     w = torch.as_tensor(trace.observables["w"])  # (chains, draws, d): positions before each step
     center = torch.zeros(2, dtype=F64)
     for s in range(1, 6):
         before, after = w[:, s - 1], w[:, s]
         lb, gb = obj.loss_and_grad(before, None)
         la, ga = obj.loss_and_grad(after, None)
-        ub, fb = potential_and_force(before, lb, gb, center, hyper)
-        ua, fa = potential_and_force(after, la, ga, center, hyper)
+        ub, fb = potential_and_force(before, _at(gb, lb), center, hyper)
+        ua, fa = potential_and_force(after, _at(ga, la), center, hyper)
         log_r = mala_log_acceptance(before, ub, fb, after, ua, fa, hyper.step_size)
         expected = torch.exp(torch.clamp(log_r, max=0)).numpy()
         np.testing.assert_allclose(trace.records["acceptance"][:, s], expected, rtol=1e-9)
@@ -117,16 +130,16 @@ def test_mala_log_ratio_matches_gaussian_proposal_densities(seed, eps, gamma):
     a = torch.tensor([[1.5, 0.2, 0.0], [0.2, 0.7, 0.1], [0.0, 0.1, 2.0]], dtype=F64)
     pot = quadratic_potential(a)
     obj = PotentialObjective(lambda w: pot(w) + 0.1 * (w ** 4).sum(), torch.zeros(3, dtype=F64))
-    hyper = SGLDHyperparameters(eps, 3.0, gamma)
+    hyper = _per_chain(SGLDHyperparameters(eps, 3.0, gamma), 4)
     c = _rand(3, seed=seed + 1) * 0.1
     w, w2 = _rand(4, 3, seed=seed), _rand(4, 3, seed=seed + 2)
     l1, g1 = obj.loss_and_grad(w, None)
     l2, g2 = obj.loss_and_grad(w2, None)
-    u1, f1 = potential_and_force(w, l1, g1, c, hyper)
-    u2, f2 = potential_and_force(w2, l2, g2, c, hyper)
+    u1, f1 = potential_and_force(w, _at(g1, l1), c, hyper)
+    u2, f2 = potential_and_force(w2, _at(g2, l2), c, hyper)
     q = lambda to, frm, f: torch.distributions.Normal(frm - 0.5 * eps * f, math.sqrt(eps)).log_prob(to).sum(-1)  # noqa: E731
     expected = (-u2 + q(w, w2, f2)) - (-u1 + q(w2, w, f1))
-    torch.testing.assert_close(mala_log_acceptance(w, u1, f1, w2, u2, f2, eps), expected, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(mala_log_acceptance(w, u1, f1, w2, u2, f2, hyper.step_size), expected, rtol=1e-9, atol=1e-9)
 
 
 def test_mala_accepts_every_proposal_on_a_linear_potential():
@@ -178,8 +191,8 @@ def test_sgnht_with_frozen_unit_friction_is_exactly_sgld():
     c = _rand(4, seed=13)
     hyper = SGLDHyperparameters(2e-3, 25.0, 1.5)
     kernel = SGNHT(diffusion=1.0, thermostat=False)
-    state = kernel.init(w, noise=_rand(6, 4, seed=14), hyper=hyper)
-    new, _ = kernel.step(state, torch.zeros(6, dtype=F64), g, xi, hyper, c)
+    state = kernel.initial_state(w, _rand(6, 4, seed=14), _per_chain(hyper, 6))
+    new, _ = kernel.transition(state, _at(g), xi, _per_chain(hyper, 6), c)
     expected, _ = sgld_step(w, g, xi, c, hyper)
     torch.testing.assert_close(new.position, expected, rtol=1e-13, atol=1e-15)
 
@@ -200,8 +213,8 @@ def test_sgnht_zero_force_zero_noise_zero_momentum_stays_put():
     w = _rand(3, 2, seed=15)
     hyper = SGLDHyperparameters(1e-2, 1.0)
     kernel = SGNHT()
-    state = kernel.init(w, noise=torch.zeros_like(w), hyper=hyper)
-    new, _ = kernel.step(state, torch.zeros(3, dtype=F64), torch.zeros_like(w), torch.zeros_like(w), hyper, w[0] * 0)
+    state = kernel.initial_state(w, torch.zeros_like(w), _per_chain(hyper, 3))
+    new, _ = kernel.transition(state, _at(torch.zeros_like(w)), torch.zeros_like(w), _per_chain(hyper, 3), w[0] * 0)
     assert torch.equal(new.position, w) and torch.equal(new.momentum, torch.zeros_like(w))
     # the thermostat sees zero kinetic energy, below its target η/(1 − α/2), and lowers the friction
     torch.testing.assert_close(new.thermostat, torch.full((3, 1), 0.1 - 0.5e-2 / 0.95, dtype=F64))
@@ -216,13 +229,14 @@ def test_rmsprop_sgld_before_any_statistics_is_sgld_and_freezes_after_burn_in():
     c = torch.zeros(3, dtype=F64)
     hyper = SGLDHyperparameters(1e-3, 10.0, 1.0)
     kernel = RMSPropSGLD(adapt="burnin", adapt_steps=0)  # never adapts: G ≡ 1
-    new, _ = kernel.step(kernel.init(w), torch.zeros(4, dtype=F64), g, xi, hyper, c)
+    per_chain = _per_chain(hyper, 4)
+    new, _ = kernel.transition(kernel.init(w, None, per_chain, None), _at(g), xi, per_chain, c)
     expected, _ = sgld_step(w, g, xi, c, hyper)
     torch.testing.assert_close(new.position, expected, rtol=1e-14, atol=1e-15)
     kernel = RMSPropSGLD(adapt="burnin", adapt_steps=2)
-    state = kernel.init(w)
+    state = kernel.init(w, None, per_chain, None)
     for _ in range(4):
-        state, info = kernel.step(state, torch.zeros(4, dtype=F64), g, xi, hyper, c)
+        state, info = kernel.transition(state, _at(g), xi, per_chain, c)
         if state.count == 2:
             frozen = state.square_avg.clone()
     assert state.count == 2 and torch.equal(state.square_avg, frozen)

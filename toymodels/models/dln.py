@@ -658,8 +658,8 @@ def estimate_dln_llc(widths: Sequence[int], center: torch.Tensor, stats: Suffici
     holds the acceptance indicators (chains × draws).
     """
     from toymodels.estimators.llc import llc_from_trace
-    from toymodels.sampling.driver import run_sgld
-    from toymodels.sampling.sgld import SGLDHyperparameters
+    from toymodels.sampling import run_sgld
+    from toymodels.sampling import SGLDHyperparameters
 
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")

@@ -36,8 +36,8 @@ import torch
 from torch import nn
 
 from toymodels.estimators.diagnostics import chain_diagnostics
-from toymodels.sampling.driver import SamplingTrace
-from toymodels.sampling.sgld import SGLDHyperparameters, sgld_step
+from toymodels.sampling import SamplingTrace
+from toymodels.sampling import SGLDHyperparameters, sgld_step
 
 __all__ = [
     "ChenTMS",

@@ -87,8 +87,8 @@ import numpy as np
 import torch
 
 from toymodels.objectives.objective import PotentialObjective
-from toymodels.sampling.driver import run_sgld
-from toymodels.sampling.sgld import SGLDHyperparameters
+from toymodels.sampling import run_sgld
+from toymodels.sampling import SGLDHyperparameters
 
 __all__ = ["NoisyCodePotential", "annealed_chain_init"]
 

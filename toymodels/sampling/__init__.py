@@ -1,26 +1,36 @@
 """Sampling: kernels vectorized over chains, and the driver that runs them and records traces.
 
-Import from here (``from toymodels.sampling import run_chains``), not from the modules inside:
-their layout is private.
+Modules (import the names from here, ``from toymodels.sampling import run_chains``; the layout
+inside may change):
+
+* ``hyper`` — :class:`SGLDHyperparameters` (user-facing) and :class:`ChainHyperparameters`
+  (the ``(C, 1)`` tensors every kernel sees);
+* ``integrator`` — the force, the Euler–Maruyama step and the MALA log ratio, written once;
+* ``sgld``, ``sgnht``, ``rmsprop_sgld``, ``mala`` — one kernel each (state, ``init``, ``step``,
+  pure ``transition``); ``kernels`` — the registry by name;
+* ``adaptation`` — dual averaging of the step size, composed by the driver during burn-in;
+* ``tempering`` — parallel tempering over a ladder of inverse temperatures;
+* ``driver`` — :func:`run_chains`; ``trace`` — :class:`SamplingTrace` and the early endings.
 """
 
-from toymodels.sampling.driver import DivergenceError, SamplingInterrupted, SamplingTrace, run_chains, run_sgld
-from toymodels.sampling.kernels import (
-    MALA,
-    SAMPLERS,
-    SGLD,
-    SGNHT,
+from toymodels.sampling.driver import ON_DIVERGENCE, build_kernel, run_chains, run_sgld
+from toymodels.sampling.hyper import (
     ChainHyperparameters,
-    RMSPropSGLD,
-    make_sampler,
-    mala_log_acceptance,
-    potential_and_force,
+    SGLDHyperparameters,
+    broadcast_hyperparameters,
+    sgld_hyperparameters_from_scales,
 )
-from toymodels.sampling.sgld import SGLDHyperparameters, SGLDInfo, sgld_hyperparameters_from_scales, sgld_step
+from toymodels.sampling.integrator import Evaluation, Target, mala_log_acceptance, potential_and_force
+from toymodels.sampling.kernels import MALA, SAMPLERS, SGLD, SGNHT, RMSPropSGLD, make_sampler
+from toymodels.sampling.sgld import SGLDInfo, sgld_step
+from toymodels.sampling.trace import DivergenceError, SamplingInterrupted, SamplingTrace
 
 __all__ = [
-    "DivergenceError", "SamplingInterrupted", "SamplingTrace", "run_chains", "run_sgld",
-    "MALA", "SAMPLERS", "SGLD", "SGNHT", "ChainHyperparameters", "RMSPropSGLD", "make_sampler",
-    "mala_log_acceptance", "potential_and_force",
-    "SGLDHyperparameters", "SGLDInfo", "sgld_hyperparameters_from_scales", "sgld_step",
+    "ON_DIVERGENCE", "build_kernel", "run_chains", "run_sgld",
+    "ChainHyperparameters", "SGLDHyperparameters", "broadcast_hyperparameters",
+    "sgld_hyperparameters_from_scales",
+    "Evaluation", "Target", "mala_log_acceptance", "potential_and_force",
+    "MALA", "SAMPLERS", "SGLD", "SGNHT", "RMSPropSGLD", "make_sampler",
+    "SGLDInfo", "sgld_step",
+    "DivergenceError", "SamplingInterrupted", "SamplingTrace",
 ]

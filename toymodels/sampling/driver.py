@@ -1,16 +1,18 @@
 """The chain driver: runs many chains of a sampler (SGLD by default) as one tensor and records their traces.
 
-Sampling and post-processing are split: :func:`run_sgld` returns a :class:`SamplingTrace` (raw
+One protocol for every kernel (:mod:`toymodels.sampling.kernels`): the driver builds the target
+(objective, prior, centre, mask), broadcasts the hyperparameters once to ``(C, 1)`` tensors, and
+calls ``kernel.step`` in a loop, composing step-size adaptation
+(:mod:`toymodels.sampling.adaptation`) during burn-in when the kernel asks for it. Sampling and
+post-processing are split: the run returns a :class:`~toymodels.sampling.trace.SamplingTrace` (raw
 per-draw losses, gradient norms, observables), and estimators such as
-:func:`toymodels.estimate_llc` turn a trace into numbers. A trace can be re-analysed (another
-burn-in, other diagnostics) without sampling again.
+:func:`toymodels.estimate_llc` turn a trace into numbers.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -19,102 +21,20 @@ from torch.func import vmap
 from tqdm.auto import tqdm
 
 from toymodels.checks import as_choice, as_int
-from toymodels.objectives.objective import Objective, PotentialObjective
+from toymodels.objectives import Objective, PotentialObjective
+from toymodels.sampling.adaptation import DualAveraging
+from toymodels.sampling.hyper import ChainHyperparameters, SGLDHyperparameters, broadcast_hyperparameters
+from toymodels.sampling.integrator import Evaluation, Target
+from toymodels.sampling.kernels import make_sampler
+from toymodels.sampling.trace import DivergenceError, SamplingInterrupted, SamplingTrace, make_trace
 from toymodels.threads import torch_threads
-from toymodels.sampling.kernels import ChainHyperparameters, make_sampler
-from toymodels.sampling.sgld import SGLDHyperparameters
 
-__all__ = ["SamplingTrace", "DivergenceError", "SamplingInterrupted", "run_sgld", "run_chains"]
+__all__ = ["run_chains", "run_sgld", "build_kernel", "ON_DIVERGENCE"]
 
 ON_DIVERGENCE = ("raise", "drop")
 
 
-class SamplingInterrupted(KeyboardInterrupt):
-    """Sampling was interrupted (Ctrl-C); the draws completed so far come with it.
-
-    A subclass of ``KeyboardInterrupt``, so an interrupted script still stops (``except
-    Exception`` does not swallow it). ``trace`` is the :class:`SamplingTrace` of the completed
-    draws — every kept chain the same length — or ``None`` if none was complete;
-    :func:`toymodels.estimate_llc` adds ``result``, the :class:`toymodels.LLCResult` of those
-    draws, ready to analyse.
-    """
-
-    def __init__(self, trace: SamplingTrace | None, num_done: int, num_planned: int, result=None):
-        self.trace = trace
-        self.num_done = num_done
-        self.num_planned = num_planned
-        self.result = result
-        super().__init__(f"interrupted after {num_done} of {num_planned} draws; the completed "
-                         "draws are in this exception's .trace (and .result from estimate_llc)")
-
-
-class DivergenceError(RuntimeError):
-    """Some chains produced non-finite losses or parameters.
-
-    Attributes:
-        chains: the indices of the diverged chains.
-        steps: for each, the first step (0-based, burn-in included) whose result was non-finite.
-    """
-
-    def __init__(self, chains: list[int], steps: list[int], step_size: float, nbeta: float):
-        self.chains = chains
-        self.steps = steps
-        where = ", ".join(f"chain {c} at step {s}" for c, s in zip(chains[:10], steps[:10]))
-        more = f" (and {len(chains) - 10} more)" if len(chains) > 10 else ""
-        super().__init__(
-            f"{len(chains)} chain(s) diverged (non-finite loss or parameters): {where}{more}. "
-            f"With step_size={step_size:g} and nbeta={nbeta:g}: lower step_size (try "
-            f"{step_size / 10:g}), raise localization, or pass on_divergence='drop' to drop "
-            "these chains and keep the rest."
-        )
-
-
-@dataclass
-class SamplingTrace:
-    """Raw output of a sampling run. Arrays are ``(num_chains, num_draws)`` float64 numpy.
-
-    Only chains that stayed finite are included; ``dropped_chains`` lists the others (their
-    draws are never averaged). ``records`` holds the sampler's further per-draw records, e.g.
-    ``grad_term_norm`` and ``localization_term_norm`` (the loss's and the localization's parts of
-    the drift, with their ε factors), ``acceptance`` (MALA: the acceptance probability of each
-    step; SGLD on a full-batch loss: the MALA acceptance probability of the move that arrived at
-    the draw, a diagnostic), ``thermostat`` (SGNHT). ``chain_hyper`` gives per-chain step sizes,
-    nβ and γ when they differ between chains (a calibration grid), for the kept chains.
-    """
-
-    loss: np.ndarray
-    init_loss: float
-    grad_norm: np.ndarray
-    distance: np.ndarray
-    drift_norm: np.ndarray
-    noise_norm: np.ndarray
-    hyper: SGLDHyperparameters
-    num_burnin_steps: int
-    num_steps_bw_draws: int
-    observables: dict[str, np.ndarray] = field(default_factory=dict)
-    kept_chains: list[int] = field(default_factory=list)
-    dropped_chains: list[int] = field(default_factory=list)
-    divergence_steps: list[int] = field(default_factory=list)
-    final_params: torch.Tensor | None = None
-    seconds: float = 0.0
-    sampler: str = "sgld"
-    sampler_options: dict = field(default_factory=dict)
-    records: dict[str, np.ndarray] = field(default_factory=dict)
-    chain_hyper: dict[str, np.ndarray] | None = None
-    #: the step size in force after burn-in (differs from hyper.step_size when MALA adapted it)
-    final_step_size: float | None = None
-    full_batch: bool = True
-
-    @property
-    def num_chains(self) -> int:
-        return self.loss.shape[0]
-
-    @property
-    def num_draws(self) -> int:
-        return self.loss.shape[1]
-
-
-def run_sgld(
+def run_chains(
     objective: Objective,
     *,
     hyper: SGLDHyperparameters,
@@ -164,181 +84,166 @@ def run_sgld(
     """
     if num_threads is None and isinstance(objective, PotentialObjective):
         num_threads = 1
-    args = (objective, hyper, num_chains, num_draws, num_burnin_steps, num_steps_bw_draws, seed,
-            log_prior, mask, observables, on_divergence, progress, check_every, chain_init, sampler,
-            sampler_options, chain_hyper)
+    schedule = dict(num_chains=as_int("num_chains", num_chains, 1),
+                    num_draws=as_int("num_draws", num_draws, 1),
+                    num_burnin_steps=as_int("num_burnin_steps", num_burnin_steps, 0),
+                    num_steps_bw_draws=as_int("num_steps_bw_draws", num_steps_bw_draws, 1))
+    check_every = as_int("check_every", check_every, 1, "how often (in steps) to look for "
+                         "non-finite chains; 50 is the default")
+    as_choice("on_divergence", on_divergence, ON_DIVERGENCE)
+    kernel, adaptation = build_kernel(sampler, sampler_options, full_batch=_is_full_batch(objective),
+                                      num_burnin_steps=schedule["num_burnin_steps"])
+    generator = _generator(seed, objective.center.device)
+    target = _target(objective, log_prior, _check_mask(mask, objective), generator)
+    step_hyper = broadcast_hyperparameters(hyper, chain_hyper, schedule["num_chains"],
+                                           objective.center.dtype, objective.center.device)
+    init_loss = float(objective.full_loss(objective.center.unsqueeze(0))[0])
+    if not np.isfinite(init_loss):
+        raise ValueError(f"the loss at init (w*) is not finite ({init_loss}); check the model and data")
+    start = _initial_positions(objective.center, schedule["num_chains"], chain_init)
+    observable_fns = {name: vmap(fn) for name, fn in (observables or {}).items()}
+    fields = dict(init_loss=init_loss, hyper=hyper, num_burnin_steps=schedule["num_burnin_steps"],
+                  num_steps_bw_draws=schedule["num_steps_bw_draws"], sampler=kernel.name,
+                  sampler_options=dict(sampler_options or {}), full_batch=_is_full_batch(objective),
+                  chain_hyper=step_hyper if chain_hyper else None)
+    loop = dict(kernel=kernel, adaptation=adaptation, target=target, hyper=step_hyper,
+                generator=generator, observables=observable_fns, on_divergence=on_divergence,
+                progress=progress, check_every=check_every, fields=fields, **schedule)
     if num_threads is not None:
         with torch_threads(num_threads):
-            return _run_chains(*args)
-    return _run_chains(*args)
+            return _sample(start, **loop)
+    return _sample(start, **loop)
 
 
-#: the same driver under the name that says it runs any sampler
-run_chains = run_sgld
+#: the same driver under the name of its first sampler
+run_sgld = run_chains
+
+
+def build_kernel(sampler, sampler_options: dict | None, *, full_batch: bool, num_burnin_steps: int):
+    """``(kernel, adaptation or None)`` for a sampler name and its options (or a built kernel).
+
+    SGLD on a full-batch loss gets the free MALA acceptance diagnostic; MALA is refused for
+    minibatch losses; RMSProp-SGLD adapts its preconditioner during burn-in; MALA's
+    ``adapt_steps`` composes dual averaging (:class:`~toymodels.sampling.adaptation.DualAveraging`).
+    """
+    options = dict(sampler_options or {})
+    if not isinstance(sampler, str):
+        kernel = sampler  # a kernel built by the caller
+    else:
+        if sampler == "sgld":
+            options.setdefault("mala_diagnostic", full_batch)
+        if sampler == "mala" and not full_batch:
+            raise ValueError(
+                "MALA needs the exact full-batch loss: a minibatch loss makes the acceptance ratio "
+                "random and the chain biased. Use batch_size=None, or a gradient sampler "
+                "('sgld', 'sgnht', 'rmsprop_sgld')")
+        if sampler == "rmsprop_sgld" and options.get("adapt", "burnin") == "burnin":
+            if options.get("adapt_steps") is None and num_burnin_steps == 0:
+                raise ValueError(
+                    "rmsprop_sgld adapts its preconditioner during burn-in and then freezes it: give "
+                    "num_burnin_steps > 0, or sampler_options={'adapt': 'always'} (Li et al.'s "
+                    "scheme, which drops the correction term Γ)")
+            options.setdefault("adapt_steps", num_burnin_steps)
+        kernel = make_sampler(sampler, options)
+    adapt_steps = getattr(kernel, "adapt_steps", 0) if kernel.name == "mala" else 0
+    adaptation = DualAveraging(kernel.target_accept, adapt_steps) if adapt_steps else None
+    return kernel, adaptation
 
 
 def _is_full_batch(objective: Objective) -> bool:
     return getattr(objective, "batch_size", None) is None
 
 
-def _build_sampler(sampler, sampler_options, objective, num_burnin_steps):
-    options = dict(sampler_options or {})
-    if not isinstance(sampler, str):
-        return sampler  # a sampler object built by the caller
-    if sampler == "sgld":
-        options.setdefault("mala_diagnostic", _is_full_batch(objective))
-    if sampler == "mala" and not _is_full_batch(objective):
-        raise ValueError(
-            "MALA needs the exact full-batch loss: a minibatch loss makes the acceptance ratio "
-            "random and the chain biased. Use batch_size=None, or a gradient sampler "
-            "('sgld', 'sgnht', 'rmsprop_sgld')")
-    built = make_sampler(sampler, options)
-    if getattr(built, "adapt", None) == "burnin" and built.adapt_steps is None:
-        if num_burnin_steps == 0:
-            raise ValueError(
-                "rmsprop_sgld adapts its preconditioner during burn-in and then freezes it: give "
-                "num_burnin_steps > 0, or sampler_options={'adapt': 'always'} (Li et al.'s "
-                "scheme, which drops the correction term Γ)")
-        built.adapt_steps = num_burnin_steps
-    return built
+def _check_mask(mask, objective: Objective) -> torch.Tensor | None:
+    """The boolean ``(d,)`` mask as a float 0/1 tensor (the kernels multiply by it)."""
+    if mask is None:
+        return None
+    d = objective.center.numel()
+    mask = torch.as_tensor(mask, device=objective.center.device)
+    if mask.shape != (d,) or mask.dtype != torch.bool:
+        raise ValueError(f"mask must be a boolean tensor of shape ({d},), got "
+                         f"{mask.dtype} of shape {tuple(mask.shape)}")
+    if not mask.any():
+        raise ValueError("mask selects no parameter: nothing would be sampled")
+    return mask.to(objective.center.dtype)
 
 
-def _chain_hyper(hyper, chain_hyper, num_chains, dtype, device):
-    if not chain_hyper:
-        return hyper
-    unknown = set(chain_hyper) - {"step_size", "nbeta", "localization"}
-    if unknown:
-        raise ValueError(f"chain_hyper keys must be step_size, nbeta or localization, got {sorted(unknown)}")
-    values = {}
-    for key in ("step_size", "nbeta", "localization"):
-        if key in chain_hyper:
-            v = torch.as_tensor(chain_hyper[key], dtype=dtype, device=device).reshape(-1)
-            if v.shape != (num_chains,):
-                raise ValueError(f"chain_hyper[{key!r}] must have one value per chain ({num_chains}), "
-                                 f"got shape {tuple(v.shape)}")
-            lower_ok = (v >= 0) if key == "localization" else (v > 0)
-            if not (torch.isfinite(v).all() and lower_ok.all()):
-                raise ValueError(f"chain_hyper[{key!r}] must be finite and "
-                                 f"{'≥ 0' if key == 'localization' else '> 0'}")
-        else:
-            v = torch.full((num_chains,), float(getattr(hyper, key)), dtype=dtype, device=device)
-        values[key] = v.unsqueeze(1)
-    return ChainHyperparameters(**values)
+def _target(objective: Objective, log_prior, mask, generator: torch.Generator) -> Target:
+    """The kernels' view of the posterior: one evaluation function (minibatch drawn first)."""
+    grad_log_prior = vmap(func_grad(lambda w: log_prior(w).reshape(()))) if log_prior else None
+    log_prior_value = vmap(lambda w: log_prior(w).reshape(())) if log_prior else None
+
+    def evaluate(position: torch.Tensor, with_log_prior: bool) -> Evaluation:
+        loss, grad = objective.loss_and_grad(position, generator)
+        glp = grad_log_prior(position) if grad_log_prior is not None else None
+        lp = log_prior_value(position) if log_prior_value is not None and with_log_prior else None
+        return Evaluation(loss, grad, glp, lp)
+
+    return Target(evaluate, objective.center, mask)
+
+
+def _initial_positions(center: torch.Tensor, num_chains: int, chain_init) -> torch.Tensor:
+    d = center.numel()
+    if chain_init is None:
+        return center.expand(num_chains, d).clone()
+    params = torch.as_tensor(chain_init, dtype=center.dtype, device=center.device).clone()
+    if params.shape != (num_chains, d):
+        raise ValueError(f"chain_init must have shape (num_chains, d) = ({num_chains}, {d}), "
+                         f"got {tuple(params.shape)}")
+    if not torch.isfinite(params).all():
+        raise ValueError("chain_init contains non-finite values")
+    return params
 
 
 def _reset_chains(state, dropped: torch.Tensor, center: torch.Tensor):
     """Put dropped chains back at ``w*`` with zeroed auxiliary variables so their arithmetic stays
-    finite (their draws are discarded)."""
+    finite (their draws are discarded). Works for every kernel's state: all fields are tensors."""
     fields = {}
     for name, value in state._asdict().items():
         if name == "position":
             fields[name] = torch.where(dropped.unsqueeze(1), center.expand_as(value), value)
-        elif isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == dropped.shape[0]:
+        elif value.dim() >= 1 and value.shape[0] == dropped.shape[0]:
             d = dropped.reshape((-1,) + (1,) * (value.dim() - 1))
             fields[name] = torch.where(d, torch.zeros_like(value), value)
-        elif name == "previous":
-            fields[name] = None
         else:
             fields[name] = value
     return type(state)(**fields)
 
 
-def _run_chains(objective, hyper, num_chains, num_draws, num_burnin_steps, num_steps_bw_draws, seed,
-                log_prior, mask, observables, on_divergence, progress, check_every, chain_init,
-                sampler, sampler_options, chain_hyper):
-    num_chains = as_int("num_chains", num_chains, 1)
-    num_draws = as_int("num_draws", num_draws, 1)
-    num_burnin_steps = as_int("num_burnin_steps", num_burnin_steps, 0)
-    num_steps_bw_draws = as_int("num_steps_bw_draws", num_steps_bw_draws, 1)
-    check_every = as_int("check_every", check_every, 1, "how often (in steps) to look for "
-                         "non-finite chains; 50 is the default")
-    as_choice("on_divergence", on_divergence, ON_DIVERGENCE)
-    kernel = _build_sampler(sampler, sampler_options, objective, num_burnin_steps)
-    generator = _generator(seed, objective.center.device)
-    center = objective.center
-    dtype, device, d = center.dtype, center.device, center.numel()
-    if mask is not None:
-        mask = torch.as_tensor(mask, device=device)
-        if mask.shape != (d,) or mask.dtype != torch.bool:
-            raise ValueError(f"mask must be a boolean tensor of shape ({d},), got "
-                             f"{mask.dtype} of shape {tuple(mask.shape)}")
-        if not mask.any():
-            raise ValueError("mask selects no parameter: nothing would be sampled")
-        mask = mask.to(dtype)
-    step_hyper = _chain_hyper(hyper, chain_hyper, num_chains, dtype, device)
-    grad_log_prior_fn = vmap(func_grad(lambda w: log_prior(w).reshape(()))) if log_prior else None
-    log_prior_fn = (vmap(lambda w: log_prior(w).reshape(()))
-                    if log_prior and kernel.needs_log_prior_value else None)
-    observable_fns = {name: vmap(fn) for name, fn in (observables or {}).items()}
+def _is_draw(step: int, num_burnin_steps: int, num_steps_bw_draws: int) -> bool:
+    return step >= num_burnin_steps and (step - num_burnin_steps) % num_steps_bw_draws == 0
 
-    init_loss_t = objective.full_loss(center.unsqueeze(0))[0]
-    init_loss = float(init_loss_t)
-    if not np.isfinite(init_loss):
-        raise ValueError(f"the loss at init (w*) is not finite ({init_loss}); check the model and data")
 
-    if chain_init is None:
-        params = center.expand(num_chains, d).clone()
-    else:
-        params = torch.as_tensor(chain_init, dtype=dtype, device=device).clone()
-        if params.shape != (num_chains, d):
-            raise ValueError(f"chain_init must have shape (num_chains, d) = ({num_chains}, {d}), "
-                             f"got {tuple(params.shape)}")
-        if not torch.isfinite(params).all():
-            raise ValueError("chain_init contains non-finite values")
-
-    def prior_terms(w):
-        glp = grad_log_prior_fn(w) if grad_log_prior_fn is not None else None
-        lp = log_prior_fn(w) if log_prior_fn is not None else None
-        return glp, lp
-
-    if kernel.metropolis:
-        loss0, grad0 = objective.loss_and_grad(params, generator)
-        glp0, lp0 = prior_terms(params)
-        state = kernel.init(params, loss=loss0, grad=grad0, hyper=step_hyper, center=center,
-                            grad_log_prior=glp0, log_prior=lp0, mask=mask)
-    elif kernel.init_noise:
-        init_noise = torch.randn(params.shape, generator=generator, dtype=dtype, device=device)
-        state = kernel.init(params, noise=init_noise, hyper=step_hyper, mask=mask)
-    else:
-        state = kernel.init(params)
-
+def _sample(position, *, kernel, adaptation, target, hyper, generator, observables, on_divergence,
+            progress, check_every, fields, num_chains, num_draws, num_burnin_steps,
+            num_steps_bw_draws) -> SamplingTrace:
+    """The loop: step, record the draws, look for non-finite chains, hand back what finished."""
+    dtype, device = position.dtype, position.device
+    state = kernel.init(position, target, hyper, generator)
+    adapt_state = adaptation.init(float(hyper.step_size[0]), dtype) if adaptation else None
     total_steps = num_burnin_steps + num_draws * num_steps_bw_draws
-    records: dict[str, torch.Tensor] | None = None
-    obs_records: dict[str, list[torch.Tensor]] = {name: [] for name in observable_fns}
+    records: dict[str, torch.Tensor] = {}
+    obs_records: dict[str, list[torch.Tensor]] = {name: [] for name in observables}
     first_bad = torch.full((num_chains,), -1, dtype=torch.long, device=device)
     dropped = torch.zeros(num_chains, dtype=torch.bool, device=device)
-
     start = time.perf_counter()
     bar = tqdm(total=total_steps, disable=not progress, desc=kernel.name.upper(), unit="step",
                leave=False)
     draw = 0
     try:
         for step in range(total_steps):
-            params = state.position
-            is_draw = step >= num_burnin_steps and (step - num_burnin_steps) % num_steps_bw_draws == 0
+            is_draw = _is_draw(step, num_burnin_steps, num_steps_bw_draws)
             if is_draw:
-                for name, fn in observable_fns.items():
-                    obs_records[name].append(fn(params).detach())
-            if kernel.metropolis:
-                noise = torch.randn(params.shape, generator=generator, dtype=dtype, device=device)
-                uniform = torch.rand(num_chains, generator=generator, dtype=dtype, device=device)
-                proposal = kernel.propose(state, noise, mask=mask)
-                loss, grad = objective.loss_and_grad(proposal, generator)
-                glp, lp = prior_terms(proposal)
-                state, info = kernel.accept(state, proposal, loss, grad, noise, uniform, step_hyper,
-                                            center, grad_log_prior=glp, log_prior=lp, mask=mask)
-            else:
-                loss, grad = objective.loss_and_grad(params, generator)
-                noise = torch.randn(params.shape, generator=generator, dtype=dtype, device=device)
-                glp, lp = prior_terms(params)
-                # the draw's info, and the step before it (the MALA diagnostic looks one step back)
-                next_is_draw = (step + 1 >= num_burnin_steps
-                                and (step + 1 - num_burnin_steps) % num_steps_bw_draws == 0)
-                state, info = kernel.step(state, loss, grad, noise, step_hyper, center,
-                                          grad_log_prior=glp, log_prior=lp, mask=mask,
-                                          record=is_draw or next_is_draw)
+                for name, fn in observables.items():
+                    obs_records[name].append(fn(state.position).detach())
+            # the draw's info, and the step before it (SGLD's MALA diagnostic looks one step back)
+            record = is_draw or _is_draw(step + 1, num_burnin_steps, num_steps_bw_draws)
+            state, info = kernel.step(state, target, hyper, generator, record)
+            if adapt_state is not None and adapt_state.count < adaptation.num_steps:
+                adapt_state = adaptation.update(adapt_state, info.acceptance)
+                hyper = hyper._replace(step_size=torch.exp(adapt_state.log_step).expand_as(hyper.step_size))
             if is_draw:
-                if records is None:
+                if not records:
                     records = {k: torch.empty(num_draws, num_chains, dtype=dtype, device=device)
                                for k in info._fields if k != "finite"}
                 for key in records:
@@ -349,13 +254,12 @@ def _run_chains(objective, hyper, num_chains, num_draws, num_burnin_steps, num_s
             if (step + 1) % check_every == 0 or step + 1 == total_steps:
                 bad = (first_bad >= 0) & ~dropped
                 if bool(bad.any()):
-                    idx = bad.nonzero().flatten().tolist()
-                    steps = first_bad[bad].tolist()
                     if on_divergence == "raise":
-                        raise DivergenceError(idx, steps, hyper.step_size, hyper.nbeta)
+                        raise DivergenceError(bad.nonzero().flatten().tolist(), first_bad[bad].tolist(),
+                                              fields["hyper"].step_size, fields["hyper"].nbeta)
                     dropped |= bad
-                    # keep dropped chains' arithmetic finite; their draws are discarded below
-                    state = _reset_chains(state, dropped, center)
+                    # keep dropped chains' arithmetic finite; their draws are discarded
+                    state = _reset_chains(state, dropped, target.center)
                 bar.update(step + 1 - bar.n)
     except KeyboardInterrupt as exc:
         # Ctrl-C: hand back the completed draws (every kept chain has the same number); the
@@ -364,63 +268,22 @@ def _run_chains(objective, hyper, num_chains, num_draws, num_burnin_steps, num_s
         if draw > 0:
             dropped |= first_bad >= 0
             if bool((~dropped).any()):
-                obs_done = {name: v[:draw] for name, v in obs_records.items()}
-                partial = _make_trace(records, draw, obs_done, dropped, first_bad, state, init_loss,
-                                      hyper, num_burnin_steps, num_steps_bw_draws, step_hyper,
-                                      kernel, sampler_options, objective,
-                                      time.perf_counter() - start)
+                partial = make_trace(records, obs_records, draw, dropped, first_bad, state.position,
+                                     seconds=time.perf_counter() - start,
+                                     final_step_size=_final_step_size(adapt_state), **fields)
         raise SamplingInterrupted(partial, draw, num_draws) from exc
     finally:
         bar.close()
-    seconds = time.perf_counter() - start
     if bool(dropped.all()):
         raise DivergenceError(dropped.nonzero().flatten().tolist(), first_bad[dropped].tolist(),
-                              hyper.step_size, hyper.nbeta)
-    return _make_trace(records, draw, obs_records, dropped, first_bad, state, init_loss, hyper,
-                       num_burnin_steps, num_steps_bw_draws, step_hyper, kernel, sampler_options,
-                       objective, seconds)
+                              fields["hyper"].step_size, fields["hyper"].nbeta)
+    return make_trace(records, obs_records, draw, dropped, first_bad, state.position,
+                      seconds=time.perf_counter() - start,
+                      final_step_size=_final_step_size(adapt_state), **fields)
 
 
-def _make_trace(records, num_done, obs_records, dropped, first_bad, state, init_loss, hyper,
-                num_burnin_steps, num_steps_bw_draws, step_hyper, kernel, sampler_options, objective,
-                seconds) -> SamplingTrace:
-    """The :class:`SamplingTrace` of the first ``num_done`` draws of the chains not dropped."""
-    keep = (~dropped).nonzero().flatten()
-
-    def to_np(t: torch.Tensor) -> np.ndarray:  # (draws, chains, ...) -> (kept chains, draws, ...)
-        return t[:num_done].movedim(0, 1)[keep].detach().cpu().double().numpy()
-
-    base = ("loss", "grad_norm", "distance", "drift_norm", "noise_norm")
-    final_step_size = None
-    if hasattr(state, "log_step"):
-        final_step_size = float(torch.exp(state.log_step))
-    per_chain = None
-    if isinstance(step_hyper, ChainHyperparameters):
-        per_chain = {k: getattr(step_hyper, k).squeeze(1)[keep].detach().cpu().double().numpy()
-                     for k in step_hyper._fields}
-    return SamplingTrace(
-        loss=to_np(records["loss"]),
-        init_loss=init_loss,
-        grad_norm=to_np(records["grad_norm"]),
-        distance=to_np(records["distance"]),
-        drift_norm=to_np(records["drift_norm"]),
-        noise_norm=to_np(records["noise_norm"]),
-        hyper=hyper,
-        num_burnin_steps=num_burnin_steps,
-        num_steps_bw_draws=num_steps_bw_draws,
-        observables={name: to_np(torch.stack(v)) for name, v in obs_records.items()},
-        kept_chains=keep.tolist(),
-        dropped_chains=dropped.nonzero().flatten().tolist(),
-        divergence_steps=first_bad[dropped].tolist(),
-        final_params=state.position[keep].detach(),
-        seconds=seconds,
-        sampler=kernel.name,
-        sampler_options=dict(sampler_options or {}),
-        records={k: to_np(v) for k, v in records.items() if k not in base},
-        chain_hyper=per_chain,
-        final_step_size=final_step_size,
-        full_batch=_is_full_batch(objective),
-    )
+def _final_step_size(adapt_state) -> float | None:
+    return None if adapt_state is None else float(torch.exp(adapt_state.log_step))
 
 
 def _generator(seed: int | torch.Generator, device: torch.device) -> torch.Generator:

@@ -1,164 +1,166 @@
-"""Stochastic-gradient Langevin dynamics with localization, as a pure step function.
+"""Stochastic-gradient Langevin dynamics (Welling & Teh 2011) as a kernel, and the bare step.
 
-The step (Welling & Teh 2011, in the convention of Lau et al. arXiv 2308.12108, eq. 12)::
+The step (in the convention of Lau et al., arXiv 2308.12108, eq. 12)::
 
     w ← w − (ε/2) [ nβ ∇L(w) − ∇log φ(w) + γ (w − w*) ] + N(0, ε I)
 
 has noise variance ε, so for ε → 0 with full-batch gradients its stationary law is exactly the
-localized tempered posterior ``p(w) ∝ exp(−nβ L(w) − γ/2 ||w − w*||²) φ(w)``. ``φ`` is the prior
-(flat unless a ``log_prior`` is given).
-
-Everything here is a pure function of tensors whose leading dimension is the chain: many chains
-step as one tensor operation. Randomness is passed in as pre-drawn standard-normal ``noise``.
+localized tempered posterior ``p(w) ∝ exp(−nβ L(w) − γ/2 ||w − w*||²) φ(w)``; at finite ε it
+differs by O(ε) (for a Gaussian of curvature κ the variance is inflated by ``1/(1 − εκ/4)``: see
+``docs/error_budget.md``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, asdict
 from typing import NamedTuple
 
 import torch
 
-__all__ = [
-    "SGLDHyperparameters",
-    "SGLDInfo",
-    "sgld_step",
-    "sgld_hyperparameters_from_scales",
-]
+from toymodels.sampling.hyper import (
+    ChainHyperparameters,
+    SGLDHyperparameters,
+    broadcast_hyperparameters,
+    sgld_hyperparameters_from_scales,
+)
+from toymodels.sampling.integrator import (
+    Evaluation,
+    Target,
+    acceptance_probability,
+    drift_terms,
+    langevin_move,
+    norm,
+    potential_and_force,
+)
+
+__all__ = ["SGLD", "SGLDState", "SGLDInfo", "sgld_step", "SGLDHyperparameters",
+           "sgld_hyperparameters_from_scales"]
 
 
-@dataclass(frozen=True)
-class SGLDHyperparameters:
-    """Hyperparameters of one SGLD run.
-
-    Attributes:
-        step_size: ε > 0, the step size; the injected noise has variance ε.
-        nbeta: nβ > 0, the inverse temperature times the sample size (``t``).
-        localization: γ ≥ 0, the strength of the pull back to ``w*``.
-    """
-
-    step_size: float
-    nbeta: float
-    localization: float = 0.0
-
-    def __post_init__(self) -> None:
-        _check_positive("step_size", self.step_size, hint="try 1e-4 and lower it if chains diverge")
-        _check_positive("nbeta", self.nbeta, hint="the default for n samples is n / log n")
-        if not math.isfinite(self.localization) or self.localization < 0:
-            raise ValueError(
-                f"localization must be a finite number ≥ 0, got {self.localization!r}; "
-                "use 0 for no localization"
-            )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def scales(self) -> dict:
-        """The same step in the in-context-regression code's parametrisation.
-
-        ``gradient_scale = ε nβ / 2``, ``localization_scale = ε γ / 2``, ``noise_scale = ε``.
-        """
-        eps = self.step_size
-        return {
-            "gradient_scale": eps * self.nbeta / 2,
-            "localization_scale": eps * self.localization / 2,
-            "noise_scale": eps,
-        }
-
-
-def sgld_hyperparameters_from_scales(
-    gradient_scale: float, localization_scale: float, noise_scale: float
-) -> SGLDHyperparameters:
-    """Convert the scale parametrisation to (ε, nβ, γ).
-
-    The step ``w ← w − gradient_scale ∇L − localization_scale (w − w*) + N(0, noise_scale)`` is
-    the SGLD step with ``ε = noise_scale``, ``nβ = 2 gradient_scale / ε`` and
-    ``γ = 2 localization_scale / ε``. (The noise scale is a variance here, as in the
-    Welling–Teh convention; a code that multiplies standard normals by ``noise_scale`` directly
-    means ``ε = noise_scale²``: convert before calling.)
-    """
-    _check_positive("noise_scale", noise_scale)
-    _check_positive("gradient_scale", gradient_scale)
-    return SGLDHyperparameters(
-        step_size=noise_scale,
-        nbeta=2 * gradient_scale / noise_scale,
-        localization=2 * localization_scale / noise_scale,
-    )
+class SGLDState(NamedTuple):
+    position: torch.Tensor  #: (C, d)
+    #: the previous position, its potential U and ||ξ||²/2 of the noise that left it, for the
+    #: MALA acceptance diagnostic of the last move; valid where ``has_previous``
+    previous_position: torch.Tensor  #: (C, d)
+    previous_energy: torch.Tensor  #: (C,)
+    previous_half_noise2: torch.Tensor  #: (C,)
+    has_previous: torch.Tensor  #: (C,) bool
 
 
 class SGLDInfo(NamedTuple):
-    """Per-chain record of one step, all evaluated at the parameters *before* the step.
+    """Per-chain record of one step (shape ``(C,)``), evaluated at the position before the step."""
 
-    Every field has shape ``(num_chains,)``.
-    """
-
-    loss: torch.Tensor  #: L(w) on the batch used for the gradient
+    loss: torch.Tensor
     grad_norm: torch.Tensor  #: ||∇L(w)||
     distance: torch.Tensor  #: ||w − w*||
-    drift_norm: torch.Tensor  #: ||(ε/2)(nβ∇L − ∇log φ + γ(w − w*))||, the deterministic move
-    noise_norm: torch.Tensor  #: ||√ε ξ||, the random move
-    finite: torch.Tensor  #: bool, loss and new parameters all finite
+    drift_norm: torch.Tensor  #: ||(ε/2) F(w)||, the whole deterministic move
+    noise_norm: torch.Tensor  #: ||√ε ξ||
+    grad_term_norm: torch.Tensor  #: ||(ε/2) nβ ∇L(w)||, the loss's part of the drift
+    localization_term_norm: torch.Tensor  #: ||(ε/2) γ (w − w*)||, the localization's part
+    #: MALA acceptance probability min(1, r) of the move that arrived at w (NaN if not tracked)
+    acceptance: torch.Tensor
+    finite: torch.Tensor  #: bool: loss and new position finite
 
 
-def sgld_step(
-    params: torch.Tensor,
-    grad: torch.Tensor,
-    noise: torch.Tensor,
-    center: torch.Tensor,
-    hyper: SGLDHyperparameters,
-    *,
-    loss: torch.Tensor | None = None,
-    grad_log_prior: torch.Tensor | None = None,
-    mask: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, SGLDInfo]:
-    """One SGLD step for a batch of chains; pure (no argument is modified).
+class SGLD:
+    """SGLD: ``w ← w − (ε/2) F(w) + √ε ξ`` (:func:`toymodels.sampling.integrator.langevin_move`).
+
+    With ``mala_diagnostic=True`` (the driver sets it for full-batch losses) each recorded step
+    also computes the acceptance probability the previous move would have had as a MALA proposal
+    (:func:`toymodels.sampling.integrator.mala_log_acceptance`), from the loss and gradient the
+    step is given anyway: no extra evaluation. Values near 1 mean the discretisation error per
+    step is small.
+    """
+
+    name = "sgld"
+
+    def __init__(self, mala_diagnostic: bool = False):
+        self.mala_diagnostic = bool(mala_diagnostic)
+
+    def init(self, position: torch.Tensor, target: Target, hyper: ChainHyperparameters,
+             generator: torch.Generator) -> SGLDState:
+        zeros = torch.zeros(position.shape[:1], dtype=position.dtype, device=position.device)
+        return SGLDState(position, torch.zeros_like(position), zeros, zeros.clone(),
+                         torch.zeros(position.shape[:1], dtype=torch.bool, device=position.device))
+
+    def step(self, state: SGLDState, target: Target, hyper: ChainHyperparameters,
+             generator: torch.Generator, record: bool = True) -> tuple[SGLDState, SGLDInfo]:
+        """Evaluate at the position (the minibatch first), draw ``ξ``, move. With
+        ``record=False`` (a step whose info nobody reads, and whose successor is not recorded
+        either) the diagnostics are skipped: the move is the same."""
+        position = state.position
+        evaluation = target.evaluate(position, self.mala_diagnostic and record)
+        noise = torch.randn(position.shape, generator=generator, dtype=position.dtype,
+                            device=position.device)
+        return self.transition(state, evaluation, noise, hyper, target.center, target.mask, record)
+
+    def transition(self, state: SGLDState, evaluation: Evaluation, noise: torch.Tensor,
+                   hyper: ChainHyperparameters, center: torch.Tensor, mask: torch.Tensor | None = None,
+                   record: bool = True) -> tuple[SGLDState, SGLDInfo]:
+        """The pure move given the evaluation at ``state.position`` and the noise ``ξ``."""
+        position = state.position
+        energy, force = potential_and_force(position, evaluation, center, hyper, mask)
+        new_position, drift, kick = langevin_move(position, force, noise, hyper.step_size, mask)
+        finite = torch.isfinite(new_position).all(-1) & torch.isfinite(evaluation.loss)
+        if not record:
+            skipped = torch.zeros_like(evaluation.loss)
+            new_state = state._replace(position=new_position,
+                                       has_previous=torch.zeros_like(state.has_previous))
+            return new_state, SGLDInfo(evaluation.loss, skipped, skipped, skipped, skipped, skipped,
+                                       skipped, skipped, finite)
+        distance, grad_term, loc_term = drift_terms(position, evaluation.grad, center, hyper,
+                                                    0.5 * hyper.step_size, mask)
+        acceptance = torch.full_like(evaluation.loss, math.nan)
+        new_state = state._replace(position=new_position)
+        if self.mala_diagnostic:
+            if bool(state.has_previous.any()):
+                # w_prev − w + (ε/2)F(w) = w_prev − w_new + √ε ξ, because w_new = w − (ε/2)F(w) + √ε ξ
+                backward = state.previous_position - new_position + kick
+                if mask is not None:
+                    backward = backward * mask
+                log_r = (state.previous_energy - energy + state.previous_half_noise2
+                         - (backward * backward).sum(-1) / (2.0 * hyper.step_size.squeeze(-1)))
+                log_r = torch.where(torch.isfinite(log_r), log_r, torch.full_like(log_r, -math.inf))
+                acceptance = torch.where(state.has_previous, acceptance_probability(log_r), acceptance)
+            xi = noise if mask is None else noise * mask
+            new_state = SGLDState(new_position, position, energy, 0.5 * (xi * xi).sum(-1),
+                                  torch.ones_like(state.has_previous))
+        info = SGLDInfo(loss=evaluation.loss, grad_norm=norm(evaluation.grad), distance=distance,
+                        drift_norm=norm(drift), noise_norm=norm(kick), grad_term_norm=grad_term,
+                        localization_term_norm=loc_term, acceptance=acceptance, finite=finite)
+        return new_state, info
+
+
+def sgld_step(params: torch.Tensor, grad: torch.Tensor, noise: torch.Tensor, center: torch.Tensor,
+              hyper: SGLDHyperparameters | ChainHyperparameters, *, loss: torch.Tensor | None = None,
+              grad_log_prior: torch.Tensor | None = None,
+              mask: torch.Tensor | None = None) -> tuple[torch.Tensor, SGLDInfo]:
+    """One SGLD step for a batch of chains, given the gradient and the noise; pure.
 
     Args:
         params: ``(num_chains, d)`` current parameters ``w``.
         grad: ``(num_chains, d)`` gradient ``∇L(w)`` of the (batch-mean) loss.
         noise: ``(num_chains, d)`` standard-normal draws ``ξ``; the step adds ``√ε ξ``.
         center: ``(d,)`` the localization centre ``w*``.
-        hyper: step size ε, nβ and localization γ (floats; or ``(num_chains, 1)`` tensors, one
-            value per chain, as in :class:`toymodels.sampling.kernels.ChainHyperparameters`).
-        loss: optional ``(num_chains,)`` loss at ``params``, copied into the info record.
+        hyper: ε, nβ, γ (shared, or :class:`~toymodels.sampling.hyper.ChainHyperparameters`).
+        loss: optional ``(num_chains,)`` loss at ``params``, copied into the info (NaN if absent,
+            and then not part of the ``finite`` flag).
         grad_log_prior: optional ``(num_chains, d)`` gradient of the log prior density.
-        mask: optional ``(d,)`` boolean; only these coordinates move (weight-restricted sampling).
+        mask: optional ``(d,)`` boolean; only these coordinates move.
 
     Returns:
-        The new parameters and an :class:`SGLDInfo` record.
+        The new parameters and an :class:`SGLDInfo` (``acceptance`` is NaN: no history here).
     """
-    eps = hyper.step_size
-    offset = params - center
-    force = hyper.nbeta * grad + hyper.localization * offset
-    if grad_log_prior is not None:
-        force = force - grad_log_prior
-    drift = (0.5 * eps) * force
-    # a (num_chains, 1) tensor of step sizes (a calibration grid run as one batch) also works
-    kick = (eps.sqrt() if isinstance(eps, torch.Tensor) else math.sqrt(eps)) * noise
+    if isinstance(hyper, SGLDHyperparameters):
+        hyper = broadcast_hyperparameters(hyper, None, params.shape[0], params.dtype, params.device)
+    given = loss is not None
+    if loss is None:
+        loss = torch.full(params.shape[:1], math.nan, dtype=params.dtype, device=params.device)
     if mask is not None:
-        drift = drift * mask
-        kick = kick * mask
-    new_params = params - drift + kick
-    finite = torch.isfinite(new_params).all(dim=-1)
-    if loss is None:  # not given: recorded as NaN, and not part of the finite flag
-        loss = torch.full(params.shape[:1], float("nan"), dtype=params.dtype, device=params.device)
-    else:
-        finite = finite & torch.isfinite(loss)
-    info = SGLDInfo(
-        loss=loss,
-        grad_norm=torch.linalg.vector_norm(grad, dim=-1),
-        distance=torch.linalg.vector_norm(offset, dim=-1),
-        drift_norm=torch.linalg.vector_norm(drift, dim=-1),
-        noise_norm=torch.linalg.vector_norm(kick, dim=-1),
-        finite=finite,
-    )
-    return new_params, info
-
-
-def _check_positive(name: str, value: float, hint: str = "") -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value <= 0:
-        msg = f"{name} must be a finite number > 0, got {value!r}"
-        raise ValueError(msg + (f"; {hint}" if hint else ""))
+        mask = torch.as_tensor(mask, device=params.device).to(params.dtype)
+    state = SGLD().init(params, None, hyper, None)
+    new_state, info = SGLD().transition(state, Evaluation(loss, grad, grad_log_prior, None), noise,
+                                        hyper, center, mask)
+    if not given:
+        info = info._replace(finite=torch.isfinite(new_state.position).all(-1))
+    return new_state.position, info

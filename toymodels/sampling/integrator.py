@@ -1,0 +1,137 @@
+"""The Langevin pieces every kernel is built from, written once.
+
+All kernels target the localized tempered posterior ``p(w) ∝ exp(−U(w))`` with the potential ::
+
+    U(w) = nβ L(w) + γ/2 ||w − w*||² − log φ(w),
+    F(w) = ∇U(w) = nβ ∇L + γ (w − w*) − ∇log φ
+
+(Lau et al., arXiv 2308.12108, eq. 12; ``φ`` the prior, flat unless given). Here are the force,
+the Euler–Maruyama step ``w ← w − (ε/2) F(w) + √ε ξ`` (Welling & Teh 2011) and the
+Metropolis–Hastings log ratio of that step taken as a proposal (Roberts & Tweedie 1996, eq. 2.3).
+Hyperparameters are :class:`~toymodels.sampling.hyper.ChainHyperparameters` — ``(C, 1)`` tensors —
+and every function is pure and batched over the leading chain dimension. A ``(d,)`` 0/1 ``mask``
+(float) keeps the other coordinates fixed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+
+from toymodels.sampling.hyper import ChainHyperparameters
+
+__all__ = ["Evaluation", "Target", "norm", "potential_and_force", "langevin_move",
+           "mala_log_acceptance", "acceptance_probability", "drift_terms"]
+
+
+class Evaluation(NamedTuple):
+    """What the objective and the prior say at a batch of positions (per chain)."""
+
+    loss: torch.Tensor  #: (C,) L(w) (the minibatch's, for a minibatch objective)
+    grad: torch.Tensor  #: (C, d) ∇L(w)
+    grad_log_prior: torch.Tensor | None  #: (C, d) ∇log φ(w), None for a flat prior
+    log_prior: torch.Tensor | None  #: (C,) log φ(w), None unless asked for (or a flat prior)
+
+
+class Target(NamedTuple):
+    """The posterior as the kernels see it: an evaluation function, the centre and the mask.
+
+    ``evaluate(position, with_log_prior)`` draws its minibatch (if any) from the run's generator;
+    ``with_log_prior=False`` lets it skip the prior's value when only its gradient is needed.
+    """
+
+    evaluate: Callable[[torch.Tensor, bool], Evaluation]
+    center: torch.Tensor  #: (d,) w*, or (C, d) one centre per chain
+    mask: torch.Tensor | None  #: (d,) float 0/1, or None (every coordinate moves)
+
+
+def norm(x: torch.Tensor) -> torch.Tensor:
+    """Euclidean norm over the last dimension."""
+    return torch.linalg.vector_norm(x, dim=-1)
+
+
+def potential_and_force(position: torch.Tensor, evaluation: Evaluation, center: torch.Tensor,
+                        hyper: ChainHyperparameters, mask: torch.Tensor | None = None,
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``U(w)`` ``(C,)`` and ``F(w) = ∇U(w)`` ``(C, d)`` (formulas in the module docstring).
+
+    With a ``mask`` the force is zero on the frozen coordinates and the localization energy counts
+    only the moving ones (the frozen ones sit at ``w*``; they would add a constant). The prior's
+    value enters ``U`` when the evaluation has it.
+    """
+    offset = position - center
+    if mask is not None:
+        offset = offset * mask
+    force = hyper.nbeta * evaluation.grad + hyper.localization * offset
+    if evaluation.grad_log_prior is not None:
+        force = force - evaluation.grad_log_prior
+    if mask is not None:
+        force = force * mask
+    energy = (hyper.nbeta.squeeze(-1) * evaluation.loss
+              + 0.5 * hyper.localization.squeeze(-1) * (offset * offset).sum(-1))
+    if evaluation.log_prior is not None:
+        energy = energy - evaluation.log_prior
+    return energy, force
+
+
+def langevin_move(position: torch.Tensor, force: torch.Tensor, noise: torch.Tensor,
+                  step_size: torch.Tensor, mask: torch.Tensor | None = None,
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The Euler–Maruyama step ``w' = w − (ε/2) F(w) + √ε ξ``: ``(w', drift, kick)``.
+
+    ``drift = (ε/2) F`` and ``kick = √ε ξ`` are returned for the kernels' diagnostics; with a
+    mask both are zero on the frozen coordinates.
+    """
+    drift = (0.5 * step_size) * force
+    kick = step_size.sqrt() * noise
+    if mask is not None:
+        drift = drift * mask
+        kick = kick * mask
+    return position - drift + kick, drift, kick
+
+
+def mala_log_acceptance(position: torch.Tensor, energy: torch.Tensor, force: torch.Tensor,
+                        proposal: torch.Tensor, proposal_energy: torch.Tensor,
+                        proposal_force: torch.Tensor, step_size: torch.Tensor,
+                        mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Log Metropolis–Hastings ratio of the Langevin move ``w → w'``, per chain ``(C,)``.
+
+    The proposal density is ``q(w' | w) = N(w'; w − (ε/2) F(w), ε I)`` on the moving coordinates,
+    so (Roberts & Tweedie 1996, eq. 2.3)::
+
+        log r = U(w) − U(w') − ||w − w' + (ε/2) F(w')||² / (2ε) + ||w' − w + (ε/2) F(w)||² / (2ε).
+
+    Summed over every sampled coordinate (not one parameter tensor). ``step_size`` is ``(C, 1)``.
+    A non-finite proposal gives ``−inf`` (always rejected).
+    """
+    half_eps = 0.5 * step_size
+    forward = proposal - position + half_eps * force
+    backward = position - proposal + half_eps * proposal_force
+    if mask is not None:
+        forward, backward = forward * mask, backward * mask
+    two_eps = (2.0 * step_size).squeeze(-1)
+    log_r = energy - proposal_energy + ((forward * forward).sum(-1) - (backward * backward).sum(-1)) / two_eps
+    ok = torch.isfinite(log_r) & torch.isfinite(proposal).all(-1)
+    return torch.where(ok, log_r, torch.full_like(log_r, -math.inf))
+
+
+def acceptance_probability(log_r: torch.Tensor) -> torch.Tensor:
+    """``min(1, r)`` from ``log r``."""
+    return torch.exp(torch.clamp(log_r, max=0.0))
+
+
+def drift_terms(position: torch.Tensor, grad: torch.Tensor, center: torch.Tensor,
+                hyper: ChainHyperparameters, scale: torch.Tensor,
+                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(||w − w*||, ||scale·nβ ∇L||, ||scale·γ (w − w*)||)`` per chain: how much of the move is
+    the loss's and how much the localization's (``scale`` is ``ε/2``, or ``(ε/2) G`` when
+    preconditioned)."""
+    offset = position - center
+    grad_term = scale * (hyper.nbeta * grad)
+    loc_term = scale * (hyper.localization * offset)
+    if mask is not None:
+        grad_term, loc_term = grad_term * mask, loc_term * mask
+    return norm(offset), norm(grad_term), norm(loc_term)
