@@ -20,23 +20,20 @@ from scipy.spatial import ConvexHull
 
 from theory import tms as T
 from theory.regular import localized_llc
-from toymodels.sampling.driver import SamplingTrace
-from toymodels.sampling.sgld import SGLDHyperparameters
+from toymodels.estimators.escape import escaped_chains, without_chains
+from toymodels.estimators.points import llc_at_points
 from toymodels.models.tms import (
     ChenTMS,
     ElhageTMS,
-    _population_loss_traced,
     convex_hull_vertex_mask,
     dimensions_per_feature,
     empirical_loss,
     empirical_loss_gradient,
     empirical_loss_potential,
-    escaped_chains,
     flatten_params,
     kgon_label,
     kgon_labels,
     kgon_type,
-    llc_at_points,
     population_loss,
     population_loss_and_grad,
     sample_inputs,
@@ -44,8 +41,9 @@ from toymodels.models.tms import (
     tempered_posterior_mala,
     train_elhage,
     unflatten_params,
-    without_chains,
 )
+from toymodels.models.tms.loss import _population_loss_traced
+from toymodels.sampling import SamplingTrace, SGLDHyperparameters
 
 KGONS_C6 = [(k, s) for k in range(2, 7) for s in range(0, 6 - k + 1)]
 
@@ -455,7 +453,7 @@ def test_validate_tms_cases_are_the_three_kgons():
 def test_smoke_tms_kgon_llc(tmp_path):
     from experiments.tms_kgon_llc import Config, main
 
-    res = main(Config(quick=True, out_dir=str(tmp_path), figure=str(tmp_path / "k.png")))
+    res = main(Config.quick_config(out_dir=tmp_path, figure=tmp_path / "k.png"))
     assert (tmp_path / "tms_kgon_llc.json").exists() and (tmp_path / "k.png").exists()
     assert {r["point"] for r in res["rows"]} == {"5", "5+", "6"}
 
@@ -463,7 +461,7 @@ def test_smoke_tms_kgon_llc(tmp_path):
 def test_smoke_tms_sgd_plateaus(tmp_path):
     from experiments.tms_sgd_plateaus import Config, main
 
-    res = main(Config(quick=True, out_dir=str(tmp_path), figure=str(tmp_path / "s.png")))
+    res = main(Config.quick_config(out_dir=tmp_path, figure=tmp_path / "s.png"))
     assert (tmp_path / "tms_sgd_plateaus.json").exists() and (tmp_path / "s.png").exists()
     assert sum(res["final_counts"].values()) == 6
 
@@ -471,7 +469,7 @@ def test_smoke_tms_sgd_plateaus(tmp_path):
 def test_smoke_tms_bayesian_transition(tmp_path):
     from experiments.tms_bayesian_transition import Config, main
 
-    res = main(Config(quick=True, out_dir=str(tmp_path), figure=str(tmp_path / "b.png")))
+    res = main(Config.quick_config(out_dir=tmp_path, figure=tmp_path / "b.png"))
     assert (tmp_path / "tms_bayesian_transition.json").exists() and (tmp_path / "b.png").exists()
     assert res["crossing_theory"] == pytest.approx(601, abs=1)
 
@@ -479,7 +477,7 @@ def test_smoke_tms_bayesian_transition(tmp_path):
 def test_smoke_tms_superposition(tmp_path):
     from experiments.tms_superposition import Config, main
 
-    res = main(Config(quick=True, out_dir=str(tmp_path), figure=str(tmp_path / "p.png")))
+    res = main(Config.quick_config(out_dir=tmp_path, figure=tmp_path / "p.png"))
     assert (tmp_path / "tms_superposition.json").exists() and (tmp_path / "p.png").exists()
     assert len(res["final_loss"]) == 6
 

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["DualAveraging", "DualAveragingState"]
+__all__ = ["DualAveraging", "DualAveragingState", "robbins_monro_step"]
 
 GAMMA, T0, KAPPA = 0.05, 10, 0.75
 
@@ -56,3 +56,15 @@ class DualAveraging:
         if k == self.num_steps:
             log_step = log_step_avg
         return DualAveragingState(log_step, log_step_avg, h_bar, k, state.mu)
+
+
+def robbins_monro_step(log_step: torch.Tensor, acceptance: torch.Tensor, target_accept: float,
+                       iteration: int) -> torch.Tensor:
+    """One Robbins–Monro update of ``log ε`` towards ``target_accept`` (Robbins & Monro 1951)::
+
+        log ε ← log ε + (1 + k)^(−0.6) (ᾱ − δ),
+
+    with a decaying gain, so it settles during burn-in; used per rung of a tempering ladder, where
+    each rung has its own step size (``log_step`` and ``acceptance`` are then per rung).
+    """
+    return log_step + (1.0 / (1.0 + iteration) ** 0.6) * (acceptance - target_accept)

@@ -23,13 +23,13 @@ from tqdm.auto import tqdm
 from toymodels.checks import as_choice, as_int
 from toymodels.objectives import Objective, PotentialObjective
 from toymodels.sampling.adaptation import DualAveraging
-from toymodels.sampling.hyper import ChainHyperparameters, SGLDHyperparameters, broadcast_hyperparameters
+from toymodels.sampling.hyper import SGLDHyperparameters, broadcast_hyperparameters
 from toymodels.sampling.integrator import Evaluation, Target
 from toymodels.sampling.kernels import make_sampler
 from toymodels.sampling.trace import DivergenceError, SamplingInterrupted, SamplingTrace, make_trace
 from toymodels.threads import torch_threads
 
-__all__ = ["run_chains", "run_sgld", "build_kernel", "ON_DIVERGENCE"]
+__all__ = ["run_chains", "run_sgld", "build_kernel", "make_target", "ON_DIVERGENCE"]
 
 ON_DIVERGENCE = ("raise", "drop")
 
@@ -54,6 +54,7 @@ def run_chains(
     sampler: str = "sgld",
     sampler_options: dict | None = None,
     chain_hyper: Mapping[str, torch.Tensor] | None = None,
+    centers: torch.Tensor | None = None,
 ) -> SamplingTrace:
     """Run ``num_chains`` chains of a sampler (SGLD by default) from ``objective.center``.
 
@@ -71,6 +72,11 @@ def run_chains(
     refused for minibatch objectives. ``chain_hyper`` optionally gives per-chain values
     ``{"step_size" | "nbeta" | "localization": (num_chains,) tensor}`` overriding ``hyper``: a grid
     of settings run as one batched tensor (:func:`toymodels.calibrate`).
+
+    ``centers`` (``(num_chains, d)``) gives each chain its own localization centre (LLCs at many
+    points in one run, :func:`toymodels.estimators.points.llc_at_points`): the chains start at
+    their centres unless ``chain_init`` says otherwise, and ``trace.init_loss`` is then an array
+    over the chains, ``L`` at each chain's centre.
 
     ``num_threads`` sets torch's intra-op threads for the run and restores them afterwards. The
     default (``None``) uses one thread for a :class:`PotentialObjective`: its per-step tensors are
@@ -94,13 +100,16 @@ def run_chains(
     kernel, adaptation = build_kernel(sampler, sampler_options, full_batch=_is_full_batch(objective),
                                       num_burnin_steps=schedule["num_burnin_steps"])
     generator = _generator(seed, objective.center.device)
-    target = _target(objective, log_prior, _check_mask(mask, objective), generator)
+    center = _check_centers(centers, objective, schedule["num_chains"])
+    target = make_target(objective, log_prior, _check_mask(mask, objective), generator, center)
     step_hyper = broadcast_hyperparameters(hyper, chain_hyper, schedule["num_chains"],
                                            objective.center.dtype, objective.center.device)
-    init_loss = float(objective.full_loss(objective.center.unsqueeze(0))[0])
-    if not np.isfinite(init_loss):
+    init_loss = objective.full_loss(center.reshape(-1, center.shape[-1])).detach().cpu().double().numpy()
+    if not np.isfinite(init_loss).all():
         raise ValueError(f"the loss at init (w*) is not finite ({init_loss}); check the model and data")
-    start = _initial_positions(objective.center, schedule["num_chains"], chain_init)
+    # one centre: a number; one centre per chain: an array over the chains (kept ones in the trace)
+    init_loss = float(init_loss[0]) if centers is None else init_loss
+    start = _initial_positions(center, schedule["num_chains"], chain_init)
     observable_fns = {name: vmap(fn) for name, fn in (observables or {}).items()}
     fields = dict(init_loss=init_loss, hyper=hyper, num_burnin_steps=schedule["num_burnin_steps"],
                   num_steps_bw_draws=schedule["num_steps_bw_draws"], sampler=kernel.name,
@@ -168,8 +177,10 @@ def _check_mask(mask, objective: Objective) -> torch.Tensor | None:
     return mask.to(objective.center.dtype)
 
 
-def _target(objective: Objective, log_prior, mask, generator: torch.Generator) -> Target:
-    """The kernels' view of the posterior: one evaluation function (minibatch drawn first)."""
+def make_target(objective: Objective, log_prior, mask, generator: torch.Generator,
+                center: torch.Tensor | None = None) -> Target:
+    """The kernels' view of the posterior: one evaluation function (minibatch drawn first), the
+    centre (``objective.center`` unless given: ``(C, d)`` for one per chain) and the mask."""
     grad_log_prior = vmap(func_grad(lambda w: log_prior(w).reshape(()))) if log_prior else None
     log_prior_value = vmap(lambda w: log_prior(w).reshape(())) if log_prior else None
 
@@ -179,11 +190,22 @@ def _target(objective: Objective, log_prior, mask, generator: torch.Generator) -
         lp = log_prior_value(position) if log_prior_value is not None and with_log_prior else None
         return Evaluation(loss, grad, glp, lp)
 
-    return Target(evaluate, objective.center, mask)
+    return Target(evaluate, objective.center if center is None else center, mask)
+
+
+def _check_centers(centers, objective: Objective, num_chains: int) -> torch.Tensor:
+    """``objective.center`` ``(d,)``, or the per-chain centres ``(num_chains, d)``."""
+    if centers is None:
+        return objective.center
+    centers = torch.as_tensor(centers, dtype=objective.dtype, device=objective.center.device)
+    if centers.shape != (num_chains, objective.dim) or not torch.isfinite(centers).all():
+        raise ValueError(f"centers must be finite with shape (num_chains, d) = ({num_chains}, "
+                         f"{objective.dim}), got {tuple(centers.shape)}")
+    return centers
 
 
 def _initial_positions(center: torch.Tensor, num_chains: int, chain_init) -> torch.Tensor:
-    d = center.numel()
+    d = center.shape[-1]
     if chain_init is None:
         return center.expand(num_chains, d).clone()
     params = torch.as_tensor(chain_init, dtype=center.dtype, device=center.device).clone()

@@ -66,7 +66,7 @@ class SamplingTrace:
     """
 
     loss: np.ndarray
-    init_loss: float
+    init_loss: float  #: L(w*); an array over the kept chains when each chain has its own centre
     grad_norm: np.ndarray
     distance: np.ndarray
     drift_norm: np.ndarray
@@ -113,6 +113,8 @@ def make_trace(records: dict[str, torch.Tensor], observables: dict[str, list[tor
 
     base = ("loss", "grad_norm", "distance", "drift_norm", "noise_norm")
     chain_hyper = fields.pop("chain_hyper", None)
+    if isinstance(fields.get("init_loss"), np.ndarray):  # one centre per chain
+        fields["init_loss"] = fields["init_loss"][keep.cpu().numpy()]
     if chain_hyper is not None:
         chain_hyper = {k: v.squeeze(1)[keep].detach().cpu().double().numpy()
                        for k, v in chain_hyper._asdict().items()}

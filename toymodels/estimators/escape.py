@@ -1,0 +1,63 @@
+"""The escape rule: a chain whose draws fall below ``L(w*)`` too often has left the local basin.
+
+At a local minimum ``w*`` a draw with a loss below ``L(w*)`` is in another, lower basin: the chain
+escaped to a lower phase, and its draws do not sample the local posterior. A chain escaped when
+more than :data:`ESCAPE_FRACTION` of its draws are below ``L(w*)`` — the rule of Chen, Lau,
+Mendel, Wei & Murfet (arXiv 2310.06301, 2023: 5 %). It exists once, here; the diagnosis reports
+escaped chains and the TMS estimators leave them out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from toymodels.sampling import SamplingTrace
+
+__all__ = ["ESCAPE_FRACTION", "fraction_below_init", "escaped", "escaped_chains", "without_chains"]
+
+#: a chain with more than this fraction of draws below L(w*) has escaped (Chen et al. 2023)
+ESCAPE_FRACTION = 0.05
+
+
+def fraction_below_init(loss: np.ndarray, init_loss, tol: float = 0.0) -> np.ndarray:
+    """Per chain, the fraction of draws with ``L < L(w*) − tol``; ``loss (..., chains, draws)``,
+    ``init_loss`` a number or one per chain (``(..., chains)``)."""
+    init = np.asarray(init_loss, dtype=float)
+    return (np.asarray(loss) < (init[..., None] if init.ndim else init) - tol).mean(axis=-1)
+
+
+def escaped(loss: np.ndarray, init_loss, fraction: float = ESCAPE_FRACTION, tol: float = 0.0) -> np.ndarray:
+    """Boolean per chain: more than ``fraction`` of its draws below ``L(w*) − tol``."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"fraction must be in [0, 1); got {fraction!r}")
+    return fraction_below_init(loss, init_loss, tol) > fraction
+
+
+def escaped_chains(trace: SamplingTrace, fraction: float = ESCAPE_FRACTION, *, tol: float = 0.0) -> list[int]:
+    """Rows of ``trace`` that escaped (module docstring); ``trace.kept_chains[row]`` is the
+    chain's original index."""
+    return [int(i) for i in np.flatnonzero(escaped(trace.loss, trace.init_loss, fraction, tol))]
+
+
+def without_chains(trace: SamplingTrace, rows: Sequence[int]) -> SamplingTrace:
+    """A copy of ``trace`` without the given rows (e.g. escaped chains), for re-analysis.
+
+    ``kept_chains`` is reduced accordingly; ``dropped_chains`` keeps meaning "diverged".
+    """
+    drop = set(int(r) for r in rows)
+    keep = [i for i in range(trace.num_chains) if i not in drop]
+    if not keep:
+        raise ValueError("every chain would be removed; nothing is left to analyse")
+    per_chain = {k: v[keep] for k, v in trace.records.items()}
+    init = trace.init_loss if np.ndim(trace.init_loss) == 0 else np.asarray(trace.init_loss)[keep]
+    return replace(
+        trace,
+        loss=trace.loss[keep], grad_norm=trace.grad_norm[keep], distance=trace.distance[keep],
+        drift_norm=trace.drift_norm[keep], noise_norm=trace.noise_norm[keep], init_loss=init,
+        observables={name: v[keep] for name, v in trace.observables.items()}, records=per_chain,
+        kept_chains=[trace.kept_chains[i] for i in keep] if trace.kept_chains else keep,
+        final_params=None if trace.final_params is None else trace.final_params[keep],
+    )
