@@ -19,15 +19,12 @@ relative size O(1/t). Two samplers are compared:
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-import tyro
 
 from theory.regular import localized_llc
 from theory.tms import (
@@ -38,12 +35,18 @@ from theory.tms import (
     kgon_parameters,
     population_loss_hessian,
 )
+from experiments.common import ExperimentConfig, output_paths, run, uses_threads, write_json
 from toymodels import estimate_llc, llc_from_trace
 from toymodels.models.tms import escaped_chains, kgon_labels, population_loss, without_chains
 
 
 @dataclass
-class Config:
+class Config(ExperimentConfig):
+    """λ̂ at the TMS k-gons, two samplers."""
+
+    seed: int = 0
+    """seed of every sampler run"""
+
     c: int = 6
     """number of features (two hidden dimensions)"""
     points: tuple[str, ...] = ("5", "5+", "6")
@@ -74,14 +77,9 @@ class Config:
     """paper-like: chains per point"""
     escape_fraction: float = 0.05
     """a chain escaped if more than this fraction of its draws fall below L(w*)"""
-    quick: bool = False
-    """tiny budget for the smoke test"""
-    seed: int = 0
-    """seed of every sampler run"""
-    out_dir: str = "results"
-    """where the JSON goes"""
-    figure: str = "figures/tms_kgon_llc.png"
-    """where the figure goes"""
+
+    QUICK = dict(num_chains=16, num_burnin_steps=200, num_draws=100, paper_num_chains=16,
+                 paper_num_steps=100)
 
 
 def parse_point(label: str) -> tuple[int, int]:
@@ -196,15 +194,12 @@ def plot(rows: list[dict], path: str) -> None:
     ax2.set_title("escaped chains (paper-like sampler): below L(w*)" if esc else "no escaped chains")
     ax2.legend(fontsize=8)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
+@uses_threads
 def main(cfg: Config) -> dict:
-    if cfg.quick:
-        cfg.num_chains, cfg.num_burnin_steps, cfg.num_draws = 16, 200, 100
-        cfg.paper_num_chains, cfg.paper_num_steps = 16, 100
     start, cpu_start = time.perf_counter(), time.process_time()
     rows = []
     for label in cfg.points:
@@ -223,12 +218,11 @@ def main(cfg: Config) -> dict:
             print(f"       escaped chains ended at: {r['escaped_to']}")
     print(f"total {seconds:.0f} s wall, {cpu_seconds:.0f} s CPU")
     report = dict(config=asdict(cfg), rows=rows, seconds=seconds, cpu_seconds=cpu_seconds)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "tms_kgon_llc.json").write_text(json.dumps(report, indent=1))
-    plot(rows, cfg.figure)
+    paths = output_paths(cfg, "tms_kgon_llc")
+    write_json(paths.json, report)
+    plot(rows, paths.figure)
     return report
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Config))
+    run(main, Config)

@@ -18,19 +18,16 @@ stays dead).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-import tyro
 
+from experiments.common import ExperimentConfig, output_paths, run, uses_threads, write_json
 from theory.tms import flatten_params, kgon_critical_point, known_plateau_losses
-from toymodels.threads import torch_threads
 from toymodels.models.tms import (
     empirical_loss,
     empirical_loss_gradient,
@@ -43,7 +40,12 @@ from toymodels.models.tms import (
 
 
 @dataclass
-class Config:
+class Config(ExperimentConfig):
+    """SGD plateaus of the TMS from a 4-gon."""
+
+    seed: int = 0
+    """seed of data, noise, shuffling and SGLD"""
+
     c: int = 6
     """number of features"""
     num_trajectories: int = 48
@@ -74,14 +76,9 @@ class Config:
     """SGLD γ (paper)"""
     llc_num_steps: int = 500
     """SGLD steps per chain (paper; all recorded)"""
-    quick: bool = False
-    """tiny budget for the smoke test"""
-    seed: int = 0
-    """seed of data, noise, shuffling and SGLD"""
-    out_dir: str = "results"
-    """where the JSON goes"""
-    figure: str = "figures/tms_sgd_plateaus.png"
-    """where the figure goes"""
+
+    QUICK = dict(num_trajectories=6, num_samples=200, num_epochs=40, llc_num_chains=2,
+                 min_plateau_epochs=20, llc_every=20, llc_trajectories=2, llc_num_steps=50)
 
 
 def plateaus(labels: np.ndarray, losses: np.ndarray, min_len: int, skip: int) -> list[tuple[str, int, int, float]]:
@@ -131,17 +128,12 @@ def plot(res: dict, losses: np.ndarray, epochs: np.ndarray, path: str) -> None:
     ax2.legend(fontsize=7, loc="center right")
     ax2.set_title("λ̂ rises at each drop of the loss")
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def _main(cfg: Config) -> dict:
-    if cfg.quick:
-        cfg.num_trajectories, cfg.num_samples, cfg.num_epochs = 6, 200, 40
-        cfg.llc_num_chains = 2
-        cfg.min_plateau_epochs, cfg.llc_every, cfg.llc_trajectories = 20, 20, 2
-        cfg.llc_num_steps = 50
+@uses_threads
+def main(cfg: Config) -> dict:
     start, cpu_start = time.perf_counter(), time.process_time()
     gen = torch.Generator().manual_seed(cfg.seed)
     R, c = cfg.num_trajectories, cfg.c
@@ -227,18 +219,11 @@ def _main(cfg: Config) -> dict:
                  seconds=llc.seconds),
         sgd_seconds=sgd_seconds, seconds=seconds, cpu_seconds=cpu_seconds,
     )
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "tms_sgd_plateaus.json").write_text(json.dumps(res, indent=1))
-    plot(res, losses, epochs, cfg.figure)
+    paths = output_paths(cfg, "tms_sgd_plateaus")
+    write_json(paths.json, res)
+    plot(res, losses, epochs, paths.figure)
     return res
 
 
-def main(cfg: Config) -> dict:
-    """Run the experiment with one torch thread (tiny tensors; see toymodels.threads)."""
-    with torch_threads(1):
-        return _main(cfg)
-
-
 if __name__ == "__main__":
-    main(tyro.cli(Config))
+    run(main, Config)

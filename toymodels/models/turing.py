@@ -86,9 +86,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from toymodels.objectives.objective import PotentialObjective
-from toymodels.sampling import run_sgld
-from toymodels.sampling import SGLDHyperparameters
+from toymodels.objectives import PotentialObjective
+from toymodels.sampling.tempering import anneal, geometric_ladder
 
 __all__ = ["NoisyCodePotential", "annealed_chain_init"]
 
@@ -374,19 +373,7 @@ def annealed_chain_init(
     if (isinstance(steps_per_rung, bool) or not isinstance(steps_per_rung, int)
             or steps_per_rung < 1):
         raise ValueError(f"steps_per_rung must be a positive integer, got {steps_per_rung!r}")
-    rungs = []
-    rung = float(start_nbeta)
-    while rung < nbeta * (1 - 1e-9):
-        rungs.append(rung)
-        rung *= ratio
-    rungs.append(float(nbeta))
-    params = potential.sample_prior(num_chains, seed)
-    objective = PotentialObjective(potential, init)
-    for index, rung in enumerate(rungs):
-        trace = run_sgld(
-            objective, hyper=SGLDHyperparameters(step_size=step_size, nbeta=rung),
-            num_chains=num_chains, num_draws=1, num_burnin_steps=steps_per_rung - 1,
-            seed=seed + 1 + index, log_prior=potential.log_prior, chain_init=params,
-        )
-        params = trace.final_params
-    return params
+    ladder = geometric_ladder(start_nbeta, nbeta, ratio)
+    return anneal(PotentialObjective(potential, init), ladder, potential.sample_prior(num_chains, seed),
+                  step_size=step_size, steps_per_rung=steps_per_rung, seed=seed,
+                  log_prior=potential.log_prior)

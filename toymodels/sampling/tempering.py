@@ -9,6 +9,9 @@ invariant, no step-size bias), then every ``swap_every`` steps a swap of neighbo
 burn-in each rung's ``ε`` adapts by Robbins–Monro
 (:func:`~toymodels.sampling.adaptation.robbins_monro_step`) towards ``target_accept``; after it
 ``ε`` is fixed, so the recorded chain is a time-homogeneous Markov chain with the right laws.
+
+:func:`anneal` is the simpler relative: chains carried up a ladder of ``nβ`` once (starting points
+for chains at a large ``nβ``), with :func:`geometric_ladder` to make the ladder.
 """
 
 from __future__ import annotations
@@ -23,11 +26,11 @@ import torch
 from toymodels.checks import as_int
 from toymodels.objectives import Objective
 from toymodels.sampling.adaptation import robbins_monro_step
-from toymodels.sampling.driver import make_target
-from toymodels.sampling.hyper import ChainHyperparameters
+from toymodels.sampling.driver import make_target, run_chains
+from toymodels.sampling.hyper import ChainHyperparameters, SGLDHyperparameters
 from toymodels.sampling.mala import MALA, MALAState
 
-__all__ = ["TemperedSamples", "parallel_tempering", "swap_neighbours"]
+__all__ = ["TemperedSamples", "parallel_tempering", "swap_neighbours", "geometric_ladder", "anneal"]
 
 
 @dataclass
@@ -137,3 +140,37 @@ def parallel_tempering(objective: Objective, nbetas: Sequence[float], init: torc
                            loss=torch.stack(losses), acceptance=(accepted / num_steps).numpy(),
                            swap_rate=(swaps / swap_tries.clamp_min(1)).numpy(),
                            step_size=torch.exp(log_eps).numpy(), seconds=time.perf_counter() - start)
+
+
+def geometric_ladder(start: float, stop: float, ratio: float) -> list[float]:
+    """``start, start·ratio, start·ratio², …`` below ``stop``, then ``stop`` itself."""
+    if not (start > 0 and stop > 0 and ratio > 1):
+        raise ValueError(f"need start > 0, stop > 0 and ratio > 1; got {start}, {stop}, {ratio}")
+    rungs, rung = [], float(start)
+    while rung < stop * (1 - 1e-9):
+        rungs.append(rung)
+        rung *= ratio
+    return rungs + [float(stop)]
+
+
+def anneal(objective: Objective, nbetas: Sequence[float], chain_init: torch.Tensor, *,
+           step_size: float, steps_per_rung: int, seed: int = 0, localization: float = 0.0,
+           log_prior: Callable[[torch.Tensor], torch.Tensor] | None = None,
+           sampler: str = "sgld") -> torch.Tensor:
+    """Carry chains up a ladder of inverse temperatures: ``steps_per_rung`` steps at each ``nβ``
+    of ``nbetas`` in turn, from ``chain_init (C, d)``; returns the final positions.
+
+    Starting points for chains at a large ``nβ`` that would be thrown far off by the full force
+    at once (e.g. from prior draws): raising ``nβ`` a factor at a time keeps each jump small.
+    Rung ``i`` is seeded with ``seed + 1 + i``.
+    """
+    steps_per_rung = as_int("steps_per_rung", steps_per_rung, 1)
+    position = torch.as_tensor(chain_init)
+    for index, nbeta in enumerate(nbetas):
+        trace = run_chains(objective, hyper=SGLDHyperparameters(step_size=step_size, nbeta=nbeta,
+                                                                 localization=localization),
+                           num_chains=position.shape[0], num_draws=1, num_burnin_steps=steps_per_rung - 1,
+                           seed=seed + 1 + index, log_prior=log_prior, chain_init=position,
+                           sampler=sampler)
+        position = trace.final_params
+    return position
