@@ -24,17 +24,15 @@ Two predictions of the crossing n_c where the 5-gon and 6-gon classes hold equal
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-import tyro
 from scipy.optimize import brentq
 
+from experiments.common import ExperimentConfig, output_paths, run, uses_threads, write_json
 from theory.tms import (
     critical_sample_size,
     flatten_params,
@@ -43,7 +41,6 @@ from theory.tms import (
     local_free_energy,
     population_loss_hessian,
 )
-from toymodels.threads import torch_threads
 from toymodels.models.tms import (
     kgon_type,
     population_loss,
@@ -53,7 +50,12 @@ from toymodels.models.tms import (
 
 
 @dataclass
-class Config:
+class Config(ExperimentConfig):
+    """The Bayesian 5-gon → 6-gon transition."""
+
+    seed: int = 0
+    """seed of the sampler and the Monte Carlo"""
+
     c: int = 6
     """number of features"""
     n_min: float = 20.0
@@ -76,14 +78,9 @@ class Config:
     """prior draws for the Monte-Carlo mass of the dead column's flat set"""
     bootstrap: int = 400
     """bootstrap resamples of the ladders for the crossing's interval"""
-    quick: bool = False
-    """tiny budget for the smoke test"""
-    seed: int = 0
-    """seed of the sampler and the Monte Carlo"""
-    out_dir: str = "results"
-    """where the JSON goes"""
-    figure: str = "figures/tms_bayesian_transition.png"
-    """where the figure goes"""
+
+    QUICK = dict(num_rungs=8, num_ladders=4, num_steps=100, num_burnin_steps=50,
+                 dead_mass_samples=20_000, bootstrap=20)
 
 
 def random_kgons(k: int, c: int, num: int, generator: torch.Generator) -> torch.Tensor:
@@ -208,7 +205,6 @@ def plot(res: dict, path: str) -> None:
     ax2.set_ylabel("log odds 6-gon : 5-gon")
     ax2.legend(fontsize=7)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -226,10 +222,8 @@ def class_fractions(k: torch.Tensor, s: torch.Tensor) -> dict[str, np.ndarray]:
     return out
 
 
-def _main(cfg: Config) -> dict:
-    if cfg.quick:
-        cfg.num_rungs, cfg.num_ladders, cfg.num_steps, cfg.num_burnin_steps = 8, 4, 100, 50
-        cfg.dead_mass_samples, cfg.bootstrap = 20_000, 20
+@uses_threads
+def main(cfg: Config) -> dict:
     start, cpu_start = time.perf_counter(), time.process_time()
     gen = torch.Generator().manual_seed(cfg.seed)
     ns = np.geomspace(cfg.n_min, cfg.n_max, cfg.num_rungs)
@@ -333,18 +327,11 @@ def _main(cfg: Config) -> dict:
         log_odds_thermodynamic_integration=ti.tolist(), ti_max_gap=ti_max_gap,
         sampler_seconds=samples.seconds,
     )
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "tms_bayesian_transition.json").write_text(json.dumps(res, indent=1))
-    plot(dict(res, _theory_odds=theory_odds, _laplace_odds=laplace_odds), cfg.figure)
+    paths = output_paths(cfg, "tms_bayesian_transition")
+    write_json(paths.json, res)
+    plot(dict(res, _theory_odds=theory_odds, _laplace_odds=laplace_odds), paths.figure)
     return res
 
 
-def main(cfg: Config) -> dict:
-    """Run the experiment with one torch thread (tiny tensors; see toymodels.threads)."""
-    with torch_threads(1):
-        return _main(cfg)
-
-
 if __name__ == "__main__":
-    main(tyro.cli(Config))
+    run(main, Config)

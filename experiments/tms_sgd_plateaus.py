@@ -28,11 +28,11 @@ import torch
 
 from experiments.common import ExperimentConfig, output_paths, run, uses_threads, write_json
 from theory.tms import flatten_params, kgon_critical_point, known_plateau_losses
+from toymodels.estimators.points import llc_at_points
 from toymodels.models.tms import (
     empirical_loss,
     empirical_loss_gradient,
     kgon_labels,
-    llc_at_points,
     population_loss,
     sample_inputs,
     sgd_trajectories,

@@ -11,21 +11,23 @@ pair; 2/5: a pentagon).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-import tyro
 
-from toymodels.threads import torch_threads
+from experiments.common import ExperimentConfig, output_paths, run, uses_threads, write_json
 from toymodels.models.tms import ElhageTMS, dimensions_per_feature, train_elhage
 
 
 @dataclass
-class Config:
+class Config(ExperimentConfig):
+    """Elhage et al.'s TMS at falling feature probability."""
+
+    seed: int = 0
+    """seed of initialisation and data"""
+
     num_features: int = 5
     """features n"""
     num_hidden: int = 2
@@ -50,14 +52,8 @@ class Config:
     """AdamW weight decay (torch's default)"""
     represented_norm: float = 0.5
     """a feature with ||W_i|| above this is represented"""
-    quick: bool = False
-    """tiny budget for the smoke test"""
-    seed: int = 0
-    """seed of initialisation and data"""
-    out_dir: str = "results"
-    """where the JSON goes"""
-    figure: str = "figures/tms_superposition.png"
-    """where the figure goes"""
+
+    QUICK = dict(steps=200, batch_size=256, num_probabilities=3, num_seeds=2)
 
 
 def plot(res: dict, W: np.ndarray, path: str) -> None:
@@ -93,14 +89,12 @@ def plot(res: dict, W: np.ndarray, path: str) -> None:
     axes[0, 0].set_ylabel("columns W_i (lowest-loss seed)")
     fig.suptitle("5 features in 2 dimensions: dense → sparse (importance 0.9^i, darker = more important)")
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def _main(cfg: Config) -> dict:
-    if cfg.quick:
-        cfg.steps, cfg.batch_size, cfg.num_probabilities, cfg.num_seeds = 200, 256, 3, 2
+@uses_threads
+def main(cfg: Config) -> dict:
     start, cpu_start = time.perf_counter(), time.process_time()
     gen = torch.Generator().manual_seed(cfg.seed)
     probs = np.geomspace(cfg.p_max, cfg.p_min, cfg.num_probabilities)
@@ -141,18 +135,11 @@ def _main(cfg: Config) -> dict:
         columns=W.numpy().tolist(), bias=model.b.detach().numpy().tolist(),
         loss_history=history, seconds=seconds, cpu_seconds=cpu_seconds,
     )
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "tms_superposition.json").write_text(json.dumps(res, indent=1))
-    plot(res, W.numpy(), cfg.figure)
+    paths = output_paths(cfg, "tms_superposition")
+    write_json(paths.json, res)
+    plot(res, W.numpy(), paths.figure)
     return res
 
 
-def main(cfg: Config) -> dict:
-    """Run the experiment with one torch thread (tiny tensors; see toymodels.threads)."""
-    with torch_threads(1):
-        return _main(cfg)
-
-
 if __name__ == "__main__":
-    main(tyro.cli(Config))
+    run(main, Config)
