@@ -48,19 +48,18 @@ Outputs: a scatter (λ̂ against λ, y = x, m > 1 with their own marker), a prin
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-import tyro
 
+from experiments.common import ExperimentConfig, output_paths, run, uses_threads, write_json
 from theory.dln import learning_coefficient
 from toymodels import estimate_llc
+from toymodels.threads import torch_threads
 from toymodels.models.dln import (
     DLNTeacher,
     SufficientStatistics,
@@ -75,7 +74,12 @@ from toymodels.models.dln import (
 
 
 @dataclass
-class Config:
+class Config(ExperimentConfig):
+    """λ̂ at random DLN teachers against Aoyagi's λ."""
+
+    seed: int = 0
+    """seed of the SGLD noise and of the datasets (the teachers' seeds start at first_seed)"""
+
     num_teachers: int = 36
     """number of random teachers (seeds first_seed, first_seed + 1, ... that pass the size filter)"""
     first_seed: int = 0
@@ -130,37 +134,14 @@ class Config:
     control_long_time: float = 1.0
     """diffusion time of the long control runs"""
     workers: int = 2
-    """processes over which teachers and reduced-rank cases are spread (each uses one thread)"""
-    quick: bool = False
-    """tiny budget for the smoke test"""
-    seed: int = 0
-    """seed of the SGLD noise and of the datasets"""
-    out_dir: str = "results"
-    """where the JSON goes"""
-    figure: str = "figures/dln_llc_vs_aoyagi.png"
-    """where the scatter goes"""
+    """processes over which teachers and reduced-rank cases are spread (each with num_threads
+    torch threads)"""
 
-
-def _quick(cfg: Config) -> Config:
-    cfg.num_teachers = 3
-    cfg.width_ranges = ((2, 6),)
-    cfg.depth = (2, 3)
-    cfg.min_parameters = 10
-    cfg.num_chains = 4
-    cfg.diffusion_time = 0.05
-    cfg.num_samples = 1_000
-    cfg.rrr_widths = ((4, 3, 8),)
-    cfg.rrr_num_samples = 1_000
-    cfg.rrr_diffusion_time = 0.02
-    cfg.rrr_num_chains = 4
-    cfg.module_check_teachers = 1
-    cfg.module_check_samples = 200
-    cfg.module_check_steps = 20
-    cfg.empirical_teachers = 1
-    cfg.sgld_comparison_teachers = 1
-    cfg.controls = False
-    cfg.workers = 1
-    return cfg
+    QUICK = dict(num_teachers=3, width_ranges=((2, 6),), depth=(2, 3), min_parameters=10,
+                 num_chains=4, diffusion_time=0.05, num_samples=1_000, rrr_widths=((4, 3, 8),),
+                 rrr_num_samples=1_000, rrr_diffusion_time=0.02, rrr_num_chains=4,
+                 module_check_teachers=1, module_check_samples=200, module_check_steps=20,
+                 empirical_teachers=1, sgld_comparison_teachers=1, controls=False, workers=1)
 
 
 def nbeta_of(n: int) -> float:
@@ -238,7 +219,7 @@ def _module_check(seed_teacher, cfg: Config, nbeta: float) -> dict:
                 seconds_module=via_module.seconds, seconds_potential=via_potential.seconds)
 
 
-def _control_teacher() -> DLNTeacher:
+def control_teacher() -> DLNTeacher:
     """Widths (5, 5, 5, 5): W_1, W_3 orthogonal, W_2 of rank 2; P(w) is a submersion near it."""
     g = torch.Generator().manual_seed(1)
     q1, _ = torch.linalg.qr(torch.randn(5, 5, generator=g, dtype=torch.float64))
@@ -251,7 +232,6 @@ def _control_teacher() -> DLNTeacher:
 
 def _teacher_task(args) -> dict:
     cfg, nbeta, seed, teacher, compare = args
-    torch.set_num_threads(1)
     point = conditioned_minimal_teacher(teacher, cfg.max_condition, seed)
     stats = SufficientStatistics.population(point.product, input_covariance(point.widths[0]),
                                             cfg.noise_std)
@@ -270,7 +250,6 @@ def _teacher_task(args) -> dict:
 
 def _rrr_task(args) -> dict:
     cfg, nbeta, widths = args
-    torch.set_num_threads(1)
     M, H, N = widths
     zero = torch.zeros(N, M, dtype=torch.float64)
     stats = SufficientStatistics.population(zero, input_covariance(M), cfg.noise_std)
@@ -293,13 +272,12 @@ def _map(fn, tasks: list, workers: int) -> list:
 
 def _dispatch(job):
     kind, args = job
-    return _teacher_task(args) if kind == "teacher" else _rrr_task(args)
+    with torch_threads(args[0].num_threads):  # a worker process starts with torch's default
+        return _teacher_task(args) if kind == "teacher" else _rrr_task(args)
 
 
+@uses_threads
 def main(cfg: Config) -> dict:
-    if cfg.quick:
-        cfg = _quick(cfg)
-    torch.set_num_threads(1)  # tiny matrices: one thread is fastest (see run_sgld)
     nbeta = nbeta_of(cfg.num_samples)
     rrr_nbeta = nbeta_of(cfg.rrr_num_samples)
     start = time.perf_counter()
@@ -342,7 +320,7 @@ def main(cfg: Config) -> dict:
 
     controls = []
     if cfg.controls:
-        ctrl = _control_teacher()
+        ctrl = control_teacher()
         stats = SufficientStatistics.population(ctrl.product, input_covariance(5), cfg.noise_std)
         minimal = teacher_from_product(ctrl.product, ctrl.widths, seed=0)
         for label, point, t_run in (("drawn layers, short run", ctrl, cfg.control_short_time),
@@ -366,10 +344,9 @@ def main(cfg: Config) -> dict:
     report = dict(config=asdict(cfg), summary=summary, teachers=rows, reduced_rank=rrr_rows,
                   empirical_loss=empirical, module_checks=module_checks, controls=controls)
     _print_summary(report)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "dln_llc_vs_aoyagi.json").write_text(json.dumps(report, indent=1))
-    _plot(report, cfg.figure)
+    paths = output_paths(cfg, "dln_llc_vs_aoyagi")
+    write_json(paths.json, report)
+    _plot(report, paths.figure)
     return report
 
 
@@ -451,10 +428,9 @@ def _plot(report: dict, path: str) -> None:
     ax2.set_ylabel("λ̂/λ − 1 [%]  (orange: m > 1)")
     ax2.legend(fontsize=8)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130)
     plt.close(fig)
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Config))
+    run(main, Config)

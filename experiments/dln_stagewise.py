@@ -29,16 +29,14 @@ Outputs: a figure (excess loss and λ̂ against step, exact levels and λ(r) das
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-import tyro
 
+from experiments.common import ExperimentConfig, output_paths, run, uses_threads, write_json
 from theory.dln import learning_coefficient
 from toymodels.models.dln import (
     DLNObjective,
@@ -49,7 +47,12 @@ from toymodels.models.dln import (
 
 
 @dataclass
-class Config:
+class Config(ExperimentConfig):
+    """Stagewise DLN training and λ̂ on its plateaus."""
+
+    seed: int = 0
+    """seed of the teacher's singular vectors, the initialisation and the sampler"""
+
     widths: tuple[int, ...] = (5, 5, 5, 5)
     """widths of the student (input, hidden..., output)"""
     singular_values: tuple[float, ...] = (10.0, 6.0, 3.0, 1.5, 0.8)
@@ -84,27 +87,10 @@ class Config:
     """plateaus (ranks) measured again at larger_num_samples"""
     training_loss_check: bool = True
     """also sample the training loss (true teacher) at each plateau point, to show the escape"""
-    quick: bool = False
-    """tiny budget for the smoke test"""
-    seed: int = 0
-    """seed of the teacher's singular vectors, the initialisation and the sampler"""
-    out_dir: str = "results"
-    """where the JSON goes"""
-    figure: str = "figures/dln_stagewise.png"
-    """where the figure goes"""
 
-
-def _quick(cfg: Config) -> Config:
-    cfg.widths = (3, 3, 3)
-    cfg.singular_values = (10.0, 3.0, 1.0)
-    cfg.init_scale = 1e-2
-    cfg.max_steps = 20_000
-    cfg.num_samples = 1_000
-    cfg.diffusion_time = 0.05
-    cfg.num_chains = 4
-    cfg.training_loss_check = False
-    cfg.larger_num_samples = 0
-    return cfg
+    QUICK = dict(widths=(3, 3, 3), singular_values=(10.0, 3.0, 1.0), init_scale=1e-2,
+                 max_steps=20_000, num_samples=1_000, diffusion_time=0.05, num_chains=4,
+                 training_loss_check=False, larger_num_samples=0)
 
 
 def make_teacher(cfg: Config) -> torch.Tensor:
@@ -175,18 +161,16 @@ def find_plateaus(loss: np.ndarray, levels: list[float], tolerance: float) -> li
     return out
 
 
+@uses_threads
 def main(cfg: Config) -> dict:
-    if cfg.quick:
-        cfg = _quick(cfg)
-    torch.set_num_threads(1)
     start = time.perf_counter()
     cpu0 = time.process_time()
     teacher = make_teacher(cfg)
     s = cfg.scale * np.asarray(cfg.singular_values)
     k = len(s)
     levels = [float((s[r:] ** 2).sum()) for r in range(k + 1)]
-    run = train(cfg, teacher)
-    plateaus = find_plateaus(run["loss"], levels, cfg.plateau_tolerance)
+    trained = train(cfg, teacher)
+    plateaus = find_plateaus(trained["loss"], levels, cfg.plateau_tolerance)
     nbeta = cfg.num_samples / math.log(cfg.num_samples)
     identity = torch.eye(cfg.widths[0], dtype=torch.float64)
     rows = []
@@ -194,7 +178,7 @@ def main(cfg: Config) -> dict:
         lam, m = learning_coefficient(cfg.widths, p["rank"])
         row = dict(p, llc_exact=str(lam), llc_exact_float=float(lam), multiplicity=m)
         if p["found"]:
-            w = run["weights"][p["step"]]
+            w = trained["weights"][p["step"]]
             P = product_matrix(w, cfg.widths)
             sv = torch.linalg.svdvals(P)
             stats = SufficientStatistics.population(P, identity, cfg.noise_std)
@@ -202,9 +186,9 @@ def main(cfg: Config) -> dict:
                                    localization=cfg.localization, step_fraction=cfg.step_fraction,
                                    diffusion_time=cfg.diffusion_time, num_chains=cfg.num_chains,
                                    seed=cfg.seed)
-            row.update(measured_loss=float(run["loss"][p["step"]]),
-                       loss_rel_error=(float(run["loss"][p["step"]]) / p["level"] - 1
-                                       if p["level"] > 0 else float(run["loss"][p["step"]])),
+            row.update(measured_loss=float(trained["loss"][p["step"]]),
+                       loss_rel_error=(float(trained["loss"][p["step"]]) / p["level"] - 1
+                                       if p["level"] > 0 else float(trained["loss"][p["step"]])),
                        product_singular_values=sv.tolist(), llc=res.llc_mean, mcse=res.mcse,
                        llc_rel_error=res.llc_mean / float(lam) - 1,
                        acceptance=float(res.trace.records["accepted"].mean()),
@@ -231,17 +215,16 @@ def main(cfg: Config) -> dict:
         rows.append(row)
         _print_row(row)
     report = dict(config=asdict(cfg), nbeta=nbeta, levels=levels, plateaus=rows,
-                  training_steps=len(run["loss"]), seconds=time.perf_counter() - start,
+                  training_steps=len(trained["loss"]), seconds=time.perf_counter() - start,
                   cpu_seconds=time.process_time() - cpu0,
                   llc_increasing=bool(all(b["llc"] > a["llc"] for a, b in zip(rows, rows[1:])
                                           if "llc" in a and "llc" in b
                                           and b["llc_exact_float"] > a["llc_exact_float"])))
     print(f"trained {report['training_steps']} steps; λ̂ increasing where λ(r) increases: "
           f"{report['llc_increasing']}; {report['seconds']:.0f} s wall, {report['cpu_seconds']:.0f} s CPU")
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "dln_stagewise.json").write_text(json.dumps(report, indent=1))
-    _plot(report, run["loss"], cfg.figure)
+    paths = output_paths(cfg, "dln_stagewise")
+    write_json(paths.json, report)
+    _plot(report, trained["loss"], paths.figure)
     return report
 
 
@@ -301,10 +284,9 @@ def _plot(report: dict, loss: np.ndarray, path: str) -> None:
     ax.set_title(f"DLN widths {tuple(report['config']['widths'])}: loss plateaus and the LLC staircase "
                  f"(nβ = {report['nbeta']:.0f})", fontsize=10)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130)
     plt.close(fig)
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Config))
+    run(main, Config)

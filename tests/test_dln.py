@@ -345,9 +345,9 @@ def test_regular_dln_estimate_matches_the_localized_quadratic_value():
 
 @pytest.mark.slow
 def test_drawn_layers_start_above_aoyagi_and_relax_to_the_minimal_stratum():
-    from experiments.dln_llc_vs_aoyagi import _control_teacher
+    from experiments.dln_llc_vs_aoyagi import control_teacher
 
-    ctrl = _control_teacher()
+    ctrl = control_teacher()
     stats = SufficientStatistics.population(ctrl.product, input_covariance(5))
     short = estimate_dln_llc(ctrl.widths, ctrl.flat, stats, nbeta=1086.0, diffusion_time=0.02,
                              num_chains=32, seed=0)
@@ -369,7 +369,7 @@ def test_drawn_layers_start_above_aoyagi_and_relax_to_the_minimal_stratum():
 def test_smoke_dln_llc_vs_aoyagi(tmp_path):
     from experiments.dln_llc_vs_aoyagi import Config, main
 
-    report = main(Config(quick=True, out_dir=str(tmp_path), figure=str(tmp_path / "f.png")))
+    report = main(Config.quick_config(out_dir=tmp_path, figure=tmp_path / "f.png"))
     assert (tmp_path / "dln_llc_vs_aoyagi.json").exists() and (tmp_path / "f.png").exists()
     assert report["summary"]["num_teachers"] == 3
     check = report["module_checks"][0]
@@ -379,7 +379,7 @@ def test_smoke_dln_llc_vs_aoyagi(tmp_path):
 def test_smoke_dln_stagewise(tmp_path):
     from experiments.dln_stagewise import Config, main
 
-    report = main(Config(quick=True, out_dir=str(tmp_path), figure=str(tmp_path / "f.png")))
+    report = main(Config.quick_config(out_dir=tmp_path, figure=tmp_path / "f.png"))
     assert (tmp_path / "dln_stagewise.json").exists() and (tmp_path / "f.png").exists()
     found = [p for p in report["plateaus"] if p["found"] and p["level"] > 0]
     assert len(found) >= 2
