@@ -39,7 +39,6 @@ Run: ``python -m experiments.turing_programs_as_singularities [--quick]``.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -48,22 +47,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import tyro
 
+from experiments.common import ExperimentConfig, output_paths, run, uses_threads, write_json
 from theory.turing import (
-    SynthesisTask,
-    TuringMachine,
     detect_a,
     detect_a_task,
     learning_coefficient_at_vertex,
     machine_pairs,
     output_probability_polynomial,
     single_step_llc,
-    vertex_code,
 )
 from toymodels import LLCResult, estimate_llc
 from toymodels.models.turing import NoisyCodePotential, annealed_chain_init
-from toymodels.validation.turing import machine_potential, sampled_simplices
+from toymodels.validation.turing import machine_potential
 
 __all__ = ["Config", "estimate_ladder", "main"]
 
@@ -73,17 +69,11 @@ _CONVENTIONS = {1.0: "barycentric", 0.5: "squared"}
 
 
 @dataclass
-class Config:
-    """Hyperparameters of both parts; ``quick`` shrinks chains, draws and the nbeta grids."""
+class Config(ExperimentConfig):
+    """Hyperparameters of both parts; ``QUICK`` shrinks chains, draws and the nbeta grids."""
 
-    quick: bool = False
-    """smoke-test budget: fewer chains and draws, two nbeta values per part"""
     seed: int = 0
     """seed of prior draws and SGLD noise (each run offsets it by its index)"""
-    out_dir: Path = Path("results")
-    """where the JSON of all numbers goes"""
-    figure: Path = Path("figures/turing_programs_as_singularities.png")
-    """where the figure goes"""
 
     # (a) one-step detectA against the exact oracle
     single_step_nbetas: tuple[float, ...] = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)
@@ -127,14 +117,11 @@ class Config:
     free_energy_ns: tuple[int, ...] = (100, 1000, 10000)
     """sample sizes n at which the free-energy difference and posterior odds are reported"""
 
+    QUICK = dict(single_step_nbetas=(10.0, 100.0), single_step_chains=100, single_step_draws=150,
+                 single_step_burnin=100, pair_nbetas=(1e3,), pair_indices=(0,), pair_chains=20,
+                 pair_draws=100, pair_burnin=100, ladder_steps_per_rung=50)
+
     def __post_init__(self):
-        if self.quick:
-            self.single_step_nbetas = (10.0, 100.0)
-            self.single_step_chains, self.single_step_draws, self.single_step_burnin = 100, 150, 100
-            self.pair_nbetas = (1e3,)
-            self.pair_indices = (0,)
-            self.pair_chains, self.pair_draws, self.pair_burnin = 20, 100, 100
-            self.ladder_steps_per_rung = 50
         for name in ("single_step_nbetas", "pair_nbetas"):
             grid = getattr(self, name)
             if not grid or any(b <= a for a, b in zip(grid, grid[1:])) or grid[0] <= 0:
@@ -349,11 +336,11 @@ def plot(single: list[dict], pairs: list[dict], path: Path) -> None:
     ax.set_title("posterior prefers the smaller λ (dotted: exact)")
     ax.legend(fontsize=6)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130)
     plt.close(fig)
 
 
+@uses_threads
 def main(cfg: Config) -> dict:
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)  # nothing below reads global RNG; set for any stray use
@@ -362,16 +349,15 @@ def main(cfg: Config) -> dict:
     seconds = time.perf_counter() - start
     print_tables(single, pairs)
     print(f"\n{seconds:.0f} s")
-    report = dict(config={k: (str(v) if isinstance(v, Path) else v)
-                          for k, v in asdict(cfg).items()},
+    report = dict(config=asdict(cfg),
                   single_step=single, pairs=pairs, seconds=seconds,
                   single_step_worst_rel_error=max(abs(r["rel_error"]) for r in single),
                   single_step_worst_z=max(abs(r["z"]) for r in single))
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    (cfg.out_dir / "turing_programs_as_singularities.json").write_text(json.dumps(report, indent=1))
-    plot(single, pairs, cfg.figure)
+    paths = output_paths(cfg, "turing_programs_as_singularities")
+    write_json(paths.json, report)
+    plot(single, pairs, paths.figure)
     return report
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Config))
+    run(main, Config)

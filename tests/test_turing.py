@@ -283,7 +283,7 @@ def test_validation_cases_have_exact_targets():
 
 
 def test_smoke_turing_programs_as_singularities(tmp_path):
-    cfg = Config(quick=True, out_dir=tmp_path, figure=tmp_path / "turing.png")
+    cfg = Config.quick_config(out_dir=tmp_path, figure=tmp_path / "turing.png")
     report = main(cfg)
     assert (tmp_path / "turing_programs_as_singularities.json").exists()
     assert (tmp_path / "turing.png").stat().st_size > 0
