@@ -36,11 +36,9 @@ this is ``D + σ² + E f(x_1)²``. The plain Monte-Carlo loss is reported beside
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
 import matplotlib
 
@@ -48,8 +46,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import tyro  # noqa: E402
 
+from experiments.common import ExperimentConfig, output_paths, run, uses_threads, write_json  # noqa: E402
 from theory.icl import first_position_bayes_risk, ridge_bayes_risks  # noqa: E402
 from toymodels import estimate_llc  # noqa: E402
 from toymodels.models.icl import (  # noqa: E402
@@ -64,17 +62,11 @@ from toymodels.models.transformer import ICLTransformer, ICLTransformerConfig, t
 
 
 @dataclass
-class Config:
+class Config(ExperimentConfig):
     """Training a small in-context regression transformer and measuring λ̂ at log-spaced checkpoints."""
 
     seed: int = 0
     """Seed of the model initialisation; the data, evaluation and LLC seeds are derived from it."""
-    quick: bool = False
-    """Tiny budget for smoke tests (a few hundred steps, few LLC draws); the targets are not expected to hold."""
-    out_dir: str = "results"
-    """Directory for the JSON of numbers."""
-    figure_path: str = "figures/icl_stages.png"
-    """Where the figure goes."""
     num_threads: int = 2
     """torch intra-op threads: 2 uses both cores (about 1.25x faster than 1 on an idle machine); use 1 on a machine shared with other jobs, where 2 threads contend."""
     compile: bool = True
@@ -129,10 +121,8 @@ class Config:
     icl_onset_fraction: float = 0.1
     """In-context learning has started once loss(position 1) − loss(position K) exceeds this fraction of ridge's."""
 
-
-QUICK_OVERRIDES = dict(
-    compile=False, num_steps=300, warmup_steps=30, num_checkpoints=6, eval_size=1024, llc_num_draws=20, llc_data_size=256
-)
+    QUICK = dict(compile=False, num_steps=300, warmup_steps=30, num_checkpoints=6, eval_size=1024,
+                 llc_num_draws=20, llc_data_size=256)
 
 
 def _loss_per_position(predictions: torch.Tensor, ridge: torch.Tensor, ridge_risks: list[float]):
@@ -145,12 +135,9 @@ def _loss_per_position(predictions: torch.Tensor, ridge: torch.Tensor, ridge_ris
     return np.asarray(ridge_risks) + excess.mean(dim=0).numpy(), se, mean_se
 
 
+@uses_threads
 def main(cfg: Config) -> dict:
-    if cfg.quick:
-        cfg = replace(cfg, **QUICK_OVERRIDES)
     start_time = time.perf_counter()
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.num_threads)
 
     # Derived quantities and seeding: one generator per stream, all from cfg.seed.
     task = InContextRegression(dim=cfg.dim, num_examples=cfg.num_examples, noise_variance=cfg.noise_variance)
@@ -262,7 +249,6 @@ def main(cfg: Config) -> dict:
         llc_grows_5x=summary["llc_ratio_lr2_over_lr1"] >= 5.0,
     )
     wall_seconds = time.perf_counter() - start_time
-    torch.set_num_threads(previous_threads)
 
     print(f"ICL stages: D={cfg.dim} K={cfg.num_examples} σ²={cfg.noise_variance}, {num_parameters} parameters, "
           f"{cfg.num_steps} steps × batch {cfg.batch_size}")
@@ -298,10 +284,9 @@ def main(cfg: Config) -> dict:
         training_step=compile_note,
         llc_and_eval_seconds=llc_seconds,
     )
-    out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "icl_stages.json").write_text(json.dumps(result, indent=1))
-    _plot(records, lr1, lr2, prior_risk, ridge_mean, ridge_risks, Path(cfg.figure_path))
+    paths = output_paths(cfg, "icl_stages")
+    write_json(paths.json, result)
+    _plot(records, lr1, lr2, prior_risk, ridge_mean, ridge_risks, paths.figure)
     return result
 
 
@@ -334,10 +319,9 @@ def _plot(records, lr1, lr2, prior_risk, ridge_mean, ridge_risks, path: Path) ->
     ax_pos.legend(fontsize=8)
     fig.suptitle("In-context linear regression (D = 4, K = 8, σ² = 0.125): stages LR1 and LR2")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Config))
+    run(main, Config)

@@ -38,11 +38,9 @@ the transient).
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
 import matplotlib
 
@@ -50,8 +48,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import tyro  # noqa: E402
 
+from experiments.common import ExperimentConfig, output_paths, run, uses_threads, write_json  # noqa: E402
 from theory.icl import ridge_mean_bayes_risk  # noqa: E402
 from toymodels import estimate_llc  # noqa: E402
 from toymodels.models.icl import (  # noqa: E402
@@ -71,17 +69,11 @@ INFINITE = -1  # how M = ∞ is written on the command line and in the JSON
 
 
 @dataclass
-class Config:
+class Config(ExperimentConfig):
     """A sweep over the task-pool size M, several seeds each, trained as one vmapped ensemble."""
 
     seed: int = 0
     """Base seed: model e is initialised from seed·1000 + e; data, evaluation and the pool derive from it."""
-    quick: bool = False
-    """Tiny budget for smoke tests; the targets are not expected to hold."""
-    out_dir: str = "results"
-    """Directory for the JSON of numbers."""
-    figure_path: str = "figures/icl_task_diversity.png"
-    """Where the figure goes."""
     num_threads: int = 2
     """torch intra-op threads: 2 uses both cores (about 1.9x faster than 1 on an idle machine); use 1 on a machine shared with other jobs, where 2 threads contend."""
 
@@ -142,11 +134,9 @@ class Config:
     monotone_tolerance: float = 0.1
     """A curve is monotone if its largest move against its overall direction is below this fraction of its range."""
 
-
-QUICK_OVERRIDES = dict(
-    pool_sizes=(1, 16, INFINITE), num_seeds=2, num_steps=40, warmup_steps=5, num_checkpoints=4,
-    eval_size=64, num_root_sequences=8, llc_num_draws=5, llc_data_size=64,
-)
+    QUICK = dict(pool_sizes=(1, 16, INFINITE), num_seeds=2, num_steps=40, warmup_steps=5,
+                 num_checkpoints=4, eval_size=64, num_root_sequences=8, llc_num_draws=5,
+                 llc_data_size=64)
 
 
 def transient_ridge(ood: np.ndarray, threshold: float):
@@ -191,12 +181,9 @@ def _against_direction(curve: np.ndarray) -> float:
     return float(worst / span)
 
 
+@uses_threads
 def main(cfg: Config) -> dict:
-    if cfg.quick:
-        cfg = replace(cfg, **QUICK_OVERRIDES)
     start_time = time.perf_counter()
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.num_threads)
 
     # Derived quantities and seeding.
     pool_sizes: list[int | None] = [None if m == INFINITE else int(m) for m in cfg.pool_sizes]
@@ -397,7 +384,6 @@ def main(cfg: Config) -> dict:
         pca_opposite_ends_at=[lab for lab, flags in opposite_ends.items() if any(flags)],
     )
     wall_seconds = time.perf_counter() - start_time
-    torch.set_num_threads(previous_threads)
 
     print(f"ICL task diversity: D={dim} K={k} σ²={s2}, {num_members} models "
           f"({len(pool_sizes)} pool sizes × {cfg.num_seeds} seeds) in one vmapped ensemble, {cfg.num_steps} steps")
@@ -440,11 +426,10 @@ def main(cfg: Config) -> dict:
         eval_seconds=eval_seconds,
         llc_seconds=llc_seconds,
     )
-    out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "icl_task_diversity.json").write_text(json.dumps(result, indent=1))
+    paths = output_paths(cfg, "icl_task_diversity")
+    write_json(paths.json, result)
     _plot(cfg, pool_sizes, members, records, steps, summaries, reference_losses, projected, ridge_point,
-          dmmse_points, explained, Path(cfg.figure_path))
+          dmmse_points, explained, paths.figure)
     return result
 
 
@@ -506,10 +491,9 @@ def _plot(cfg, pool_sizes, members, records, steps, summaries, reference_losses,
     fig.suptitle(f"Task diversity (D = {cfg.dim}, K = {cfg.num_examples}, σ² = {cfg.noise_variance}): "
                  "dMMSE_M vs ridge, transient ridge, joint PCA, λ̂")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Config))
+    run(main, Config)

@@ -392,7 +392,7 @@ def test_schedules():
 def test_smoke_icl_stages(tmp_path):
     from experiments import icl_stages
 
-    cfg = icl_stages.Config(quick=True, out_dir=str(tmp_path), figure_path=str(tmp_path / "stages.png"))
+    cfg = icl_stages.Config.quick_config(out_dir=tmp_path, figure=tmp_path / "stages.png")
     result = icl_stages.main(cfg)
     assert (tmp_path / "icl_stages.json").exists() and (tmp_path / "stages.png").exists()
     assert result["first_position_bayes_risk"] == 4.125
@@ -410,7 +410,7 @@ def test_smoke_icl_stages(tmp_path):
 def test_smoke_icl_task_diversity(tmp_path):
     from experiments import icl_task_diversity
 
-    cfg = icl_task_diversity.Config(quick=True, out_dir=str(tmp_path), figure_path=str(tmp_path / "div.png"))
+    cfg = icl_task_diversity.Config.quick_config(out_dir=tmp_path, figure=tmp_path / "div.png")
     result = icl_task_diversity.main(cfg)
     assert (tmp_path / "icl_task_diversity.json").exists() and (tmp_path / "div.png").exists()
     assert result["pool_sizes"] == ["1", "16", "∞"]
