@@ -30,7 +30,6 @@ Run: ``python -m experiments.susceptibility_response [--quick]``.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -38,15 +37,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import tyro
 
+from experiments.common import ExperimentConfig, output_paths, run, uses_threads, write_json
 from theory.regular import localized_llc
-from toymodels.estimators.susceptibility import component_llcs, finite_difference_response, susceptibilities
+from toymodels import component_llcs, finite_difference_response, susceptibilities
 
 
 @dataclass
-class Config:
-    """Hyperparameters of the response-matrix experiment (all documented; see module docstring)."""
+class Config(ExperimentConfig):
+    """Hyperparameters of the response-matrix experiment (see the module docstring)."""
+
+    seed: int = 0
+    """seed of every sampling run."""
 
     nbeta: float = 30.0
     """nβ, inverse temperature times sample size."""
@@ -73,14 +75,9 @@ class Config:
     """draws per chain of the weight-restricted (per-layer) LLC runs."""
     truth_seed: int = 1
     """seed of the rotations U, V of the truth."""
-    seed: int = 0
-    """seed of every sampling run."""
-    quick: bool = False
-    """a tiny budget for smoke tests (fewer chains and draws; one finite-difference source)."""
-    out_dir: str = "results"
-    """where the JSON of all numbers is written."""
-    figure: str = "figures/susceptibility_response.png"
-    """path of the figure."""
+
+    QUICK = dict(num_chains=32, num_burnin_steps=200, num_draws=150, layer_llc_draws=100,
+                 fd_sources=("M+E11",))
 
 
 # --------------------------------------------------------------------------- the model
@@ -174,6 +171,7 @@ def make_observables(truth: Truth):
 # --------------------------------------------------------------------------- experiment
 
 
+@uses_threads
 def main(cfg: Config) -> dict:
     """Run the experiment in float64 (the default dtype is restored afterwards)."""
     previous = torch.get_default_dtype()
@@ -185,9 +183,6 @@ def main(cfg: Config) -> dict:
 
 
 def _main(cfg: Config) -> dict:
-    if cfg.quick:
-        cfg = Config(**{**asdict(cfg), "num_chains": 32, "num_burnin_steps": 200, "num_draws": 150,
-                        "layer_llc_draws": 100, "fd_sources": cfg.fd_sources[:1]})
     unknown = [s for s in cfg.fd_sources if s not in source_names()]
     if unknown:
         raise ValueError(f"unknown fd_sources {unknown}; choose from {source_names()}")
@@ -265,11 +260,10 @@ def _main(cfg: Config) -> dict:
         "layer_llcs": {k: {"llc_mean": v.llc_mean, "mcse": v.mcse, "exact": layer_exact[k]}
                        for k, v in layer_llcs.items()},
     }
-    out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "susceptibility_response.json").write_text(json.dumps(out, indent=1))
+    paths = output_paths(cfg, "susceptibility_response")
+    write_json(paths.json, out)
     _figure(result, pcs, block_singular_values, block_pcs.loadings, truth.normal.numpy(),
-            normal_overlap, fd_rows, Path(cfg.figure))
+            normal_overlap, fd_rows, paths.figure)
     return out
 
 
@@ -356,10 +350,9 @@ def _figure(result, pcs, block_singular_values, block_loadings, normal, normal_o
     ax.set_ylabel("(E₊δ[φ] − E₋δ[φ]) / 2δ")
     ax.set_title("fluctuation–dissipation check (±1 MCSE)")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Config))
+    run(main, Config)

@@ -482,7 +482,7 @@ def test_smoke_susceptibility_response(tmp_path):
     from experiments.susceptibility_response import Config, main
 
     figure = tmp_path / "response.png"
-    out = main(Config(quick=True, out_dir=str(tmp_path), figure=str(figure)))
+    out = main(Config.quick_config(out_dir=tmp_path, figure=figure))
     assert figure.stat().st_size > 0
     assert (tmp_path / "susceptibility_response.json").stat().st_size > 0
     assert np.shape(out["jacobian"]) == (11, 12) == np.shape(out["jacobian_mcse"])
