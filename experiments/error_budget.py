@@ -25,34 +25,27 @@ sampled estimates on top:
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-import tyro
 
+from experiments.common import ExperimentConfig, output_paths, run, uses_threads, write_json
 from theory.normal_crossing import finite_temperature_llc, learning_coefficient
 from theory.regular import localized_llc
-from toymodels import SGLDHyperparameters, chain_diagnostics, estimate_llc
-from toymodels.estimators.calibration import calibrate
-from toymodels.objectives.objective import PotentialObjective
+from toymodels import PotentialObjective, SGLDHyperparameters, calibrate, chain_diagnostics, estimate_llc
 from toymodels.models.potentials import normal_crossing_potential
-from toymodels.sampling.driver import run_chains
+from toymodels.sampling import run_chains
 
 
 @dataclass
-class Config:
-    quick: bool = False
-    """tiny budgets for a smoke test (numbers meaningless)"""
+class Config(ExperimentConfig):
+    """The estimator's error budget on exact cases."""
+
     seed: int = 0
     """seed of every sampler's generator"""
-    out_dir: str = "results"
-    """where the JSON of the numbers goes"""
-    figure: str = "figures/error_budget.png"
-    """where the figure goes"""
+
     nbeta: float = 1000.0
     """t = nβ for panels (a), (b)"""
     localization: float = 1.0
@@ -69,6 +62,15 @@ class Config:
     """minibatch sizes of panel (d)"""
     minibatch_step_sizes: tuple[float, ...] = (1e-4, 4e-4)
     """ε values of panel (d)"""
+    num_gammas: int = 25
+    """points of the exact curves of panel (b)"""
+    num_nbetas: int = 21
+    """points of the exact curves of panel (c)"""
+    tiny_calibration: bool = False
+    """calibrate the x²y⁴ law of panel (a) on a tiny budget (smoke tests) instead of calibrate's own"""
+
+    QUICK = dict(chains=20, draws=60, step_sizes=(2e-4, 4e-4, 8e-4), batch_sizes=(4, 64),
+                 minibatch_step_sizes=(4e-4,), num_gammas=9, num_nbetas=9, tiny_calibration=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -104,7 +106,8 @@ def step_size_panel(cfg: Config) -> dict:
                          mala=float(llc_m.mean() / target - 1),
                          mala_se=chain_diagnostics(llc_m)["mcse"] / target,
                          mala_acceptance=float(mala.records["acceptance"].mean())))
-    budget = dict(num_chains=16, num_draws=100, num_burnin_steps=100, max_rounds=2) if cfg.quick else {}
+    budget = (dict(num_chains=16, num_draws=100, num_burnin_steps=100, max_rounds=2)
+              if cfg.tiny_calibration else {})
     pot = normal_crossing_potential([1, 2])
     cal = calibrate(pot, init=torch.zeros(2, dtype=torch.float64), nbeta=t, localization=gamma,
                     seed=cfg.seed + 2, **budget)
@@ -123,7 +126,7 @@ def step_size_panel(cfg: Config) -> dict:
 
 def localization_panel(cfg: Config) -> dict:
     t = cfg.nbeta
-    gammas = np.geomspace(0.01, 100, 9 if cfg.quick else 25)
+    gammas = np.geomspace(0.01, 100, cfg.num_gammas)
     curves = {
         "regular d=1 (w²)": [localized_llc([2.0], nbeta=t, localization=g) / 0.5 for g in gammas],
         "x²y⁴ (λ=1/4, m=1)": [finite_temperature_llc([1, 2], nbeta=t, localization=g, box=None) / 0.25
@@ -135,7 +138,7 @@ def localization_panel(cfg: Config) -> dict:
 
 
 def nbeta_panel(cfg: Config) -> dict:
-    ts = np.geomspace(10, 1e6, 9 if cfg.quick else 21)
+    ts = np.geomspace(10, 1e6, cfg.num_nbetas)
     out = {}
     for label, k in (("x²y⁴ (m=1)", [1, 2]), ("x²y² (m=2)", [1, 1]), ("x⁴y⁴ (m=2)", [2, 2]), ("w⁴ (m=1)", [2])):
         lam = float(learning_coefficient(k)[0])
@@ -220,12 +223,8 @@ def minibatch_panel(cfg: Config) -> dict:
     return dict(n=n, nbeta=nbeta, localization=gamma, target=target, rows=rows)
 
 
+@uses_threads
 def main(cfg: Config) -> dict:
-    if cfg.quick:
-        cfg.chains, cfg.draws = 20, 60
-        cfg.step_sizes = cfg.step_sizes[-3:]
-        cfg.batch_sizes = (4, 64)
-        cfg.minibatch_step_sizes = (4e-4,)
     torch.manual_seed(cfg.seed)
     report = dict(config=asdict(cfg), step_size=step_size_panel(cfg), localization=localization_panel(cfg),
                   nbeta=nbeta_panel(cfg), minibatch=minibatch_panel(cfg))
@@ -254,14 +253,13 @@ def main(cfg: Config) -> dict:
         b = "full" if r["batch_size"] is None else str(r["batch_size"])
         print(f"    {r['step_size']:8.2g} {b:>6s} {100 * r['exact_rel']:8.2f}% "
               f"{100 * r['sampled_rel']:9.2f}% ± {100 * r['mcse'] / mb['target']:5.2f}")
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "error_budget.json").write_text(json.dumps(report, indent=1, default=float))
-    _plot(report, cfg)
+    paths = output_paths(cfg, "error_budget")
+    write_json(paths.json, report)
+    _plot(report, cfg, paths.figure)
     return report
 
 
-def _plot(report: dict, cfg: Config) -> None:
+def _plot(report: dict, cfg: Config, path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -325,10 +323,9 @@ def _plot(report: dict, cfg: Config) -> None:
     ax_d.legend(fontsize=7)
     fig.suptitle("Error budget of the LLC estimator on exact cases")
     fig.tight_layout()
-    Path(cfg.figure).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(cfg.figure, dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Config))
+    run(main, Config)

@@ -35,32 +35,29 @@ import math
 import subprocess
 import textwrap
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import tyro
 
+from experiments.common import ExperimentConfig, output_paths, run, uses_threads, write_json
 from theory.dln import rrr_learning_coefficient
 from theory.normal_crossing import finite_temperature_llc, learning_coefficient
-from toymodels import SGLDHyperparameters, chain_diagnostics
-from toymodels.estimators.calibration import calibrate
-from toymodels.objectives.objective import PotentialObjective
+from toymodels import PotentialObjective, SGLDHyperparameters, calibrate, chain_diagnostics
 from toymodels.models.potentials import normal_crossing_potential
-from toymodels.sampling.driver import run_chains
+from toymodels.sampling import run_chains
 
 
 @dataclass
-class Config:
-    quick: bool = False
-    """tiny budgets for a smoke test (numbers meaningless)"""
+class Config(ExperimentConfig):
+    """Wall seconds to a 2%-accurate LLC, per method."""
+
     seed: int = 0
     """seed of every sampler's generator"""
-    out_dir: str = "results"
-    """where the JSON of the numbers goes"""
-    figure: str = "figures/time_to_accuracy.png"
-    """where the figure goes"""
+    num_threads: int = 1
+    """torch intra-op threads of every method (devinterp's process included)"""
+
     accuracy: float = 0.02
     """relative error the running estimate must be within"""
     rel_mcse: float = 0.01
@@ -85,6 +82,12 @@ class Config:
     """devinterp run lengths tried, in draws per chain (8 chains, no burn-in)"""
     cases: tuple[str, ...] = ("rrr", "normal_crossing")
     """which cases to run"""
+    max_burnin_steps: int | None = None
+    """cap on every method's burn-in steps (None: no cap)"""
+    tiny_calibration: bool = False
+    """calibrate on a tiny budget (smoke tests) instead of calibrate's own"""
+
+    QUICK = dict(time_limit=2.0, devinterp_draws=(20,), max_burnin_steps=50, tiny_calibration=True)
 
 
 def rrr_potential():
@@ -132,7 +135,7 @@ def run_until_accurate(case: dict, method: str, cfg: Config) -> dict:
     elif method == "toymodels calibrated":
         chains = cfg.calibrated_chains
         budget = dict(num_chains=8, num_draws=40, num_burnin_steps=40, max_rounds=1,
-                      scan_steps=60, relax_max_steps=400) if cfg.quick else {}
+                      scan_steps=60, relax_max_steps=400) if cfg.tiny_calibration else {}
         cal = calibrate(case["potential"], init=obj.center, nbeta=nbeta, localization=gamma,
                         seed=cfg.seed + 1, **budget)
         eps = cal.step_size
@@ -143,8 +146,8 @@ def run_until_accurate(case: dict, method: str, cfg: Config) -> dict:
         options = dict(adapt_steps=burn, target_accept=0.8)
     else:
         raise ValueError(f"unknown method {method!r}")
-    if cfg.quick:
-        burn = min(burn, 50)
+    if cfg.max_burnin_steps is not None:
+        burn = min(burn, cfg.max_burnin_steps)
     losses, history, chunk, params, k = [], [], 100, None, 0
     while True:
         trace = run_chains(obj, hyper=SGLDHyperparameters(eps, nbeta, gamma), num_chains=chains,
@@ -164,7 +167,7 @@ def run_until_accurate(case: dict, method: str, cfg: Config) -> dict:
         elapsed = time.perf_counter() - start
         history.append((elapsed, est, mcse))
         steps = burn + llc.shape[1] * bw
-        if _reached(est, mcse, target, cfg) or elapsed > (2.0 if cfg.quick else cfg.time_limit):
+        if _reached(est, mcse, target, cfg) or elapsed > cfg.time_limit:
             return dict(method=method, reached=_reached(est, mcse, target, cfg), seconds=elapsed,
                         estimate=est, mcse=mcse, step_size=eps, chains=chains, steps=steps,
                         history=history, note="")
@@ -179,8 +182,8 @@ _DEVINTERP_SCRIPT = textwrap.dedent('''
     from devinterp.optim.sgld import SGLD
     from devinterp.slt.sampler import estimate_learning_coeff_with_summary
     warnings.simplefilter("ignore")
-    torch.set_num_threads(1)
     args = json.loads(sys.argv[1])
+    torch.set_num_threads(args["num_threads"])  # a fresh process: nothing to restore
 
     class Params(torch.nn.Module):
         def __init__(self, dim):
@@ -216,9 +219,9 @@ def run_devinterp(case_key: str, case: dict, cfg: Config) -> list[dict]:
     if not python.exists():
         return [dict(method="devinterp 1.3.2", reached=False, seconds=float("nan"),
                      note=f"skipped: {python} not found (install devinterp==1.3.2 there)")]
-    draws = (20,) if cfg.quick else cfg.devinterp_draws
     args = dict(case=case_key, dim=case["dim"], nbeta=case["nbeta"], localization=case["localization"],
-                step_sizes=list(cfg.devinterp_step_sizes), draws=list(draws), seed=cfg.seed)
+                step_sizes=list(cfg.devinterp_step_sizes), draws=list(cfg.devinterp_draws), seed=cfg.seed,
+                num_threads=cfg.num_threads)
     proc = subprocess.run([str(python), "-c", _DEVINTERP_SCRIPT, json.dumps(args)], capture_output=True,
                           text=True, timeout=3600)
     if proc.returncode != 0:
@@ -226,20 +229,21 @@ def run_devinterp(case_key: str, case: dict, cfg: Config) -> list[dict]:
                      note="failed: " + proc.stderr.strip().splitlines()[-1][:200])]
     rows = []
     target = case["target"]
-    for run in json.loads(proc.stdout.strip().splitlines()[-1]):
-        llc = case["nbeta"] * np.asarray(run["loss_trace"], dtype=float)
+    for result in json.loads(proc.stdout.strip().splitlines()[-1]):
+        llc = case["nbeta"] * np.asarray(result["loss_trace"], dtype=float)
         finite = np.isfinite(llc).all()
         est = float(llc.mean()) if finite else float("nan")
         mcse = chain_diagnostics(llc)["mcse"] if finite else float("nan")
-        rows.append(dict(method=f"devinterp 1.3.2 (ε={run['step_size']:g})", step_size=run["step_size"],
-                         draws=run["draws"], chains=8, seconds=run["seconds"], estimate=est, mcse=mcse,
+        rows.append(dict(method=f"devinterp 1.3.2 (ε={result['step_size']:g})",
+                         step_size=result["step_size"], draws=result["draws"], chains=8,
+                         seconds=result["seconds"], estimate=est, mcse=mcse,
                          reached=bool(finite and _reached(est, mcse, target, cfg)),
                          note="" if finite else "non-finite losses"))
     return rows
 
 
+@uses_threads
 def main(cfg: Config) -> dict:
-    torch.set_num_threads(1)
     report = dict(config=asdict(cfg), cases={})
     for key, case in make_cases(cfg).items():
         rows = [run_until_accurate(case, m, cfg)
@@ -258,14 +262,13 @@ def main(cfg: Config) -> dict:
             print(f"  {r['method'] + extra:32s} {r['seconds']:8.1f} {str(r['reached']):>8s} "
                   f"{est:10.4f} ± {r.get('mcse', float('nan')):7.4f} {100 * rel:7.2f}% "
                   f"{r.get('step_size', float('nan')):9.3g} {r.get('chains', 0):6d} {r.get('note', '')}")
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "time_to_accuracy.json").write_text(json.dumps(report, indent=1, default=float))
-    _plot(report, cfg)
+    paths = output_paths(cfg, "time_to_accuracy")
+    write_json(paths.json, report)
+    _plot(report, cfg, paths.figure)
     return report
 
 
-def _plot(report: dict, cfg: Config) -> None:
+def _plot(report: dict, cfg: Config, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -294,10 +297,9 @@ def _plot(report: dict, cfg: Config) -> None:
         ax.set_title(f"{case['name']}\nexact target {target:.4f}, λ = {case['llc']:g}", fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    Path(cfg.figure).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(cfg.figure, dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Config))
+    run(main, Config)

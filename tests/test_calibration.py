@@ -163,8 +163,8 @@ def test_smoke_time_to_accuracy(tmp_path):
 
     # devinterp runs in its own environment (minutes to import and run): pointed elsewhere here,
     # its column is skipped with a note, which is what the experiment does without it
-    report = main(Config(quick=True, out_dir=str(tmp_path), figure=str(tmp_path / "tta.png"),
-                         cases=("normal_crossing",), devinterp_python=str(tmp_path / "none")))
+    report = main(Config.quick_config(out_dir=tmp_path, figure=tmp_path / "tta.png",
+                                      cases=("normal_crossing",), devinterp_python=str(tmp_path / "none")))
     rows = report["cases"]["normal_crossing"]["rows"]
     assert {"toymodels default", "toymodels calibrated", "toymodels MALA"} <= {r["method"] for r in rows}
     assert "skipped" in rows[-1]["note"]
@@ -174,7 +174,7 @@ def test_smoke_time_to_accuracy(tmp_path):
 def test_smoke_error_budget(tmp_path):
     from experiments.error_budget import Config, main, minibatch_exact_llc, regression_data
 
-    report = main(Config(quick=True, out_dir=str(tmp_path), figure=str(tmp_path / "eb.png")))
+    report = main(Config.quick_config(out_dir=tmp_path, figure=tmp_path / "eb.png"))
     assert (tmp_path / "error_budget.json").exists() and (tmp_path / "eb.png").stat().st_size > 0
     # the exact minibatch chain: full batch equals the AR(1) formula, and smaller batches add bias
     x, y = regression_data(200, 0)
