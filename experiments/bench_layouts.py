@@ -22,31 +22,30 @@ Networks (float32, ``n`` samples, Gaussian inputs unless said):
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from toymodels.objectives.objective import CompiledLossAndGrad, ModuleObjective
+from experiments.common import ExperimentConfig, output_paths, run, uses_threads, write_json
 from toymodels.models.tms import ChenTMS
+from toymodels.objectives import CompiledLossAndGrad, ModuleObjective
 
 
 BLOCKS = 5  # timed blocks per layout and network
 
 
 @dataclass
-class Config:
+class Config(ExperimentConfig):
     """Compiled-objective layout benchmark."""
 
-    quick: bool = False
-    """tiny budget for a smoke test: two networks, 8 chains, 2 timed calls"""
     seed: int = 0
     """seed of the data and of the initial parameters"""
+    num_threads: int = 2
+    """torch intra-op threads"""
     num_chains: int = 256
     """chains per call"""
     num_samples: int = 1000
@@ -54,12 +53,10 @@ class Config:
     repeats: int = 40
     """timed calls per layout and network (after two warm-up calls), in 5 blocks; the median block
     counts"""
-    num_threads: int = 2
-    """torch intra-op threads"""
-    out_dir: Path = Path("results")
-    """where bench_layouts.json is written"""
-    figure: Path = Path("figures/bench_layouts.png")
-    """the ratio features / samples per network"""
+    networks: tuple[str, ...] = ()
+    """names of the networks to time (empty: all of them)"""
+
+    QUICK = dict(num_chains=8, repeats=2, num_samples=100, networks=("linear 4-3-4", "classifier 4-16-3"))
 
 
 def networks(n: int, seed: int) -> dict[str, tuple]:
@@ -125,27 +122,23 @@ def time_layouts(model, inputs, targets, loss_fn, *, chains: int, repeats: int, 
                 rule=CompiledLossAndGrad.choose_layout(objective))
 
 
+@uses_threads
 def main(cfg: Config) -> dict:
-    if cfg.quick:
-        cfg.num_chains, cfg.repeats, cfg.num_samples = 8, 2, 100
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.num_threads)
-    try:
-        problems = networks(cfg.num_samples, cfg.seed)
-        if cfg.quick:
-            problems = {k: problems[k] for k in ("linear 4-3-4", "classifier 4-16-3")}
-        rows = {}
-        for name, problem in problems.items():
-            rows[name] = time_layouts(*problem, chains=cfg.num_chains, repeats=cfg.repeats, seed=cfg.seed)
-            print(f"  {name}: {rows[name]['ratio']:.2f}", flush=True)
-    finally:
-        torch.set_num_threads(previous_threads)
+    problems = networks(cfg.num_samples, cfg.seed)
+    unknown = set(cfg.networks) - set(problems)
+    if unknown:
+        raise ValueError(f"unknown networks {sorted(unknown)}; choose from {list(problems)}")
+    if cfg.networks:
+        problems = {k: problems[k] for k in cfg.networks}
+    rows = {}
+    for name, problem in problems.items():
+        rows[name] = time_layouts(*problem, chains=cfg.num_chains, repeats=cfg.repeats, seed=cfg.seed)
+        print(f"  {name}: {rows[name]['ratio']:.2f}", flush=True)
     print(format_table(rows, cfg))
-    out = dict(config={k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-               narrow_data=CompiledLossAndGrad.NARROW_DATA, rows=rows)
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    (cfg.out_dir / "bench_layouts.json").write_text(json.dumps(out, indent=2))
-    plot(rows, cfg)
+    out = dict(config=asdict(cfg), narrow_data=CompiledLossAndGrad.NARROW_DATA, rows=rows)
+    paths = output_paths(cfg, "bench_layouts")
+    write_json(paths.json, out)
+    plot(rows, cfg, paths.figure)
     return out
 
 
@@ -160,7 +153,7 @@ def format_table(rows: dict, cfg: Config) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: dict, cfg: Config) -> None:
+def plot(rows: dict, cfg: Config, path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -176,12 +169,9 @@ def plot(rows: dict, cfg: Config) -> None:
     ax.set_title(f"compiled loss and gradient, {cfg.num_chains} chains, n = {cfg.num_samples}\n"
                  "blue: the rule picks samples innermost; gray: features")
     fig.tight_layout()
-    cfg.figure.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(cfg.figure, dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 if __name__ == "__main__":
-    import tyro
-
-    main(tyro.cli(Config))
+    run(main, Config)

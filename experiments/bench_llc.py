@@ -49,34 +49,28 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from toymodels.estimators.llc import default_nbeta, llc_from_trace, make_objective
-from toymodels.objectives.objective import ModuleObjective, PotentialObjective
+from experiments.common import ExperimentConfig, output_paths, run, uses_threads, write_json
+from toymodels import default_nbeta, llc_from_trace
 from toymodels.models.potentials import normal_crossing_potential
-from toymodels.sampling.driver import run_sgld
-from toymodels.sampling.sgld import SGLDHyperparameters
+from toymodels.objectives import ModuleObjective, PotentialObjective, make_objective
+from toymodels.sampling import SGLDHyperparameters, run_sgld
 
 TARGET_CHAIN_STEPS_PER_SECOND = 100_000  # issue 3, item 8: (a) at 1000 chains, float32, 2 cores
 TARGET_PEAK_BYTES = 2**30  # ≤ 1 GB for 1000 chains × 2000 draws on (a)
 
 
 @dataclass
-class Config:
+class Config(ExperimentConfig):
     """Sampler throughput benchmark (issue 3, item 8)."""
 
-    quick: bool = False
-    """tiny budget for a smoke test: chains (1, 16), no compilation, a small memory probe"""
     seed: int = 0
     """seed of the data and of every sampler"""
-    out_dir: Path = Path("results")
-    """where bench_llc.json is written"""
-    figure: Path = Path("figures/bench_llc.png")
-    """throughput against number of chains, one panel per problem"""
+    num_threads: int = 2
+    """torch intra-op threads for every method (the target is stated for 2 cores)"""
     chains: tuple[int, ...] = (1, 16, 256, 1000)
     """numbers of chains in the table"""
     seconds_per_cell: float = 4.0
     """wall-clock budget of each timed run (after a short warm-up)"""
-    num_threads: int = 2
-    """torch intra-op threads for every method (the target is stated for 2 cores)"""
     dtype: str = "float32"
     """float32 or float64, for the network (a)"""
     num_samples: int = 1000
@@ -103,6 +97,8 @@ class Config:
     """chains of the peak-memory run on (a)"""
     memory_draws: int = 2000
     """draws of the peak-memory run on (a)"""
+
+    QUICK = dict(chains=(1, 16), seconds_per_cell=0.2, compiled=False, memory_chains=16, memory_draws=20)
 
 
 # ----------------------------------------------------------------------------- problems
@@ -227,7 +223,7 @@ def time_devinterp(model, loader, evaluate, hyper, num_chains: int, budget: floa
     from devinterp.optim.sgld import SGLD
     from devinterp.slt.sampler import estimate_learning_coeff_with_summary
 
-    def run(chains: int, draws: int):
+    def sample(chains: int, draws: int):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # devinterp warns about burn-in, nbeta, deprecations
             return estimate_learning_coeff_with_summary(
@@ -238,13 +234,13 @@ def time_devinterp(model, loader, evaluate, hyper, num_chains: int, budget: floa
                 cores=1, seed=seed, device="cpu", verbose=False, online=False)
 
     start = _clock()
-    run(1, 5)  # warm-up, and the cost of one step (with the per-call set-up)
+    sample(1, 5)  # warm-up, and the cost of one step (with the per-call set-up)
     wall, _ = _since(start)
     per_step = wall / 5
     chains = max(1, min(num_chains, int(budget / (per_step * 50))))
     draws = int(min(2000, max(5, budget / (per_step * chains))))
     start = _clock()
-    result = run(chains, draws)
+    result = sample(chains, draws)
     wall, cpu = _since(start)
     return dict(chain_steps=chains * draws, wall_seconds=wall, cpu_seconds=cpu,
                 measured_chains=chains, measured_draws=draws, rate=chains * draws / wall,
@@ -254,9 +250,9 @@ def time_devinterp(model, loader, evaluate, hyper, num_chains: int, budget: floa
 # ----------------------------------------------------------------------------- memory
 
 
+@uses_threads
 def memory_probe(cfg: Config) -> dict:
     """Run ``estimate_llc``'s path on (a) and report this process's peak resident set size."""
-    torch.set_num_threads(cfg.num_threads)
     model, x, y = network_problem(cfg)
     rss_before = _peak_rss_bytes()
     objective = make_objective(model, data=(x, y), loss_fn=F.mse_loss)
@@ -285,10 +281,10 @@ def _peak_rss_bytes() -> int:
 
 def memory_in_subprocess(cfg: Config) -> dict:
     """:func:`memory_probe` in a fresh interpreter, so that nothing else inflates its peak."""
-    payload = json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()})
-    code = ("import json, sys; from pathlib import Path; from experiments.bench_llc import Config, "
-            "memory_probe; d = json.loads(sys.argv[1]); d['out_dir'] = Path(d['out_dir']); "
-            "d['figure'] = Path(d['figure']); d['chains'] = tuple(d['chains']); "
+    fields = {k: v for k, v in asdict(cfg).items() if k not in ("out_dir", "figure")}
+    payload = json.dumps(fields)
+    code = ("import json, sys; from experiments.bench_llc import Config, memory_probe; "
+            "d = json.loads(sys.argv[1]); d['chains'] = tuple(d['chains']); "
             "print('MEMORY' + json.dumps(memory_probe(Config(**d))))")
     root = Path(__file__).resolve().parent.parent
     env = dict(os.environ)
@@ -304,22 +300,13 @@ def memory_in_subprocess(cfg: Config) -> dict:
 # ----------------------------------------------------------------------------- main
 
 
+@uses_threads
 def main(cfg: Config) -> dict:
-    if cfg.quick:
-        cfg.chains = (1, 16)
-        cfg.seconds_per_cell = 0.2
-        cfg.compiled = False
-        cfg.memory_chains, cfg.memory_draws = 16, 20
     if cfg.dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be float32 or float64, got {cfg.dtype!r}")
     if not cfg.chains or any(c < 1 for c in cfg.chains):
         raise ValueError(f"chains must be positive integers, got {cfg.chains}")
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.num_threads)
-    try:
-        return _main(cfg)
-    finally:
-        torch.set_num_threads(previous_threads)
+    return _main(cfg)
 
 
 def _main(cfg: Config) -> dict:
@@ -384,14 +371,14 @@ def _main(cfg: Config) -> dict:
     table = format_table(rows, devinterp_note)
     print(table)
     print(headline["text"])
-    out = dict(config={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+    out = dict(config=asdict(cfg),
                machine=dict(cpu_count=os.cpu_count(), torch_threads=cfg.num_threads,
                             torch_version=torch.__version__, load_average_start=load_start,
                             load_average_end=load_end),
                derived=dict(network_nbeta=nbeta_a), devinterp_note=devinterp_note, rows=rows, memory=memory, headline=headline)
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    (cfg.out_dir / "bench_llc.json").write_text(json.dumps(out, indent=1, default=float))
-    _figure(rows, cfg.figure)
+    paths = output_paths(cfg, "bench_llc")
+    write_json(paths.json, out)
+    _figure(rows, paths.figure)
     return out
 
 
@@ -492,12 +479,9 @@ def _figure(rows: list[dict], path: Path) -> None:
         ax.legend()
     axes[0].set_ylabel("chain-steps per second")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 if __name__ == "__main__":
-    import tyro
-
-    main(tyro.cli(Config))
+    run(main, Config)

@@ -18,8 +18,8 @@ from toymodels.sampling.sgld import SGLDHyperparameters
 
 
 def test_smoke_bench_llc(tmp_path):
-    cfg = Config(quick=True, out_dir=tmp_path, figure=tmp_path / "bench.png", num_threads=1,
-                 devinterp=False)
+    cfg = Config.quick_config(out_dir=tmp_path, figure=tmp_path / "bench.png", num_threads=1,
+                              devinterp=False)
     out = main(cfg)
     saved = json.loads((tmp_path / "bench_llc.json").read_text())
     assert (tmp_path / "bench.png").exists()
@@ -42,7 +42,7 @@ def test_smoke_bench_layouts(tmp_path):
     from experiments.bench_layouts import Config as LayoutConfig
     from experiments.bench_layouts import main as layouts_main
 
-    cfg = LayoutConfig(quick=True, out_dir=tmp_path, figure=tmp_path / "layouts.png", num_threads=1)
+    cfg = LayoutConfig.quick_config(out_dir=tmp_path, figure=tmp_path / "layouts.png", num_threads=1)
     out = layouts_main(cfg)
     saved = json.loads((tmp_path / "bench_layouts.json").read_text())
     assert (tmp_path / "layouts.png").exists()
