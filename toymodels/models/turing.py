@@ -102,6 +102,75 @@ def _as_int_array(values, name: str, ndim: int) -> np.ndarray:
     return array.astype(np.int64)
 
 
+def _checked_arrays(simplex_sizes, coefficients, factor_indices, monomial_example, example_weights,
+                    concentration):
+    """The constructor's arguments as checked numpy arrays (each error says what to change)."""
+    sizes = _as_int_array(simplex_sizes, "simplex_sizes", 1)
+    if sizes.size == 0 or np.any(sizes < 2):
+        raise ValueError(
+            f"simplex_sizes must list at least one simplex, each with >= 2 entries (a simplex "
+            f"with one entry is the constant 1: drop it); got {sizes.tolist()}"
+        )
+    num_entries = int(sizes.sum())
+    coefficients = np.asarray(coefficients, dtype=np.float64)
+    indices = _as_int_array(factor_indices, "factor_indices", 2)
+    owner = _as_int_array(monomial_example, "monomial_example", 1)
+    weights = np.asarray(example_weights, dtype=np.float64)
+    num_monomials = coefficients.shape[0] if coefficients.ndim == 1 else -1
+    if num_monomials < 1:
+        raise ValueError(f"coefficients must be a non-empty 1-D array, got shape "
+                         f"{coefficients.shape}")
+    if indices.shape[0] != num_monomials or owner.shape[0] != num_monomials:
+        raise ValueError(
+            f"coefficients ({num_monomials}), factor_indices ({indices.shape[0]} rows) and "
+            f"monomial_example ({owner.shape[0]}) must have one entry per monomial"
+        )
+    if not np.all(coefficients > 0) or not np.all(np.isfinite(coefficients)):
+        raise ValueError("coefficients must be positive and finite (path counts)")
+    if indices.size and (indices.min() < 0 or indices.max() > num_entries):
+        raise ValueError(
+            f"factor_indices must lie in 0..{num_entries} ({num_entries} = the padding "
+            f"constant 1), got {indices.min()}..{indices.max()}"
+        )
+    if weights.ndim != 1 or weights.size == 0:
+        raise ValueError(f"example_weights must be a non-empty 1-D array, got {weights.shape}")
+    if np.any(weights <= 0) or not math.isclose(weights.sum(), 1.0, abs_tol=1e-12):
+        raise ValueError(
+            f"example_weights must be positive and sum to 1, got sum {weights.sum()!r}"
+        )
+    num_examples = weights.size
+    if owner.min() < 0 or owner.max() >= num_examples:
+        raise ValueError(f"monomial_example must lie in 0..{num_examples - 1}")
+    missing = sorted(set(range(num_examples)) - set(owner.tolist()))
+    if missing:
+        raise ValueError(f"examples {missing} have no monomial: P_x = 0 and K = infinity")
+
+    alpha = np.broadcast_to(np.asarray(concentration, dtype=np.float64), (num_entries,))
+    if alpha.shape != (num_entries,) or not np.all(alpha > 0) or not np.all(np.isfinite(alpha)):
+        raise ValueError(
+            f"concentration must be a positive number or {num_entries} positive numbers"
+        )
+    return sizes, coefficients, indices, owner, weights, np.array(alpha)
+
+
+def _grouped_by_example(owner, indices, coefficients, num_examples: int, num_entries: int):
+    """Monomials grouped by example, ``(X, Mmax, D)`` factor indices (padded with the constant
+    entry ``E``) and ``(X, Mmax)`` log coefficients (padding monomials at ``-inf``)."""
+    num_monomials = coefficients.shape[0]
+    # monomials grouped by example: (X, Mmax, D), padding monomials have log c = -inf
+    counts = np.bincount(owner, minlength=num_examples)
+    mmax, width = int(counts.max()), max(indices.shape[1], 1)
+    grouped = np.full((num_examples, mmax, width), num_entries, dtype=np.int64)
+    log_coeff = np.full((num_examples, mmax), -np.inf)
+    slot = np.zeros(num_examples, dtype=np.int64)
+    for m in range(num_monomials):
+        x = owner[m]
+        grouped[x, slot[x], : indices.shape[1]] = indices[m]
+        log_coeff[x, slot[x]] = math.log(coefficients[m])
+        slot[x] += 1
+    return grouped, log_coeff
+
+
 class NoisyCodePotential:
     """``K(s) = -sum_x q_x log P_x(softmax(s))`` on a product of simplices (module docstring).
 
@@ -138,51 +207,10 @@ class NoisyCodePotential:
         concentration=1.0,
         dtype: torch.dtype = torch.float64,
     ):
-        sizes = _as_int_array(simplex_sizes, "simplex_sizes", 1)
-        if sizes.size == 0 or np.any(sizes < 2):
-            raise ValueError(
-                f"simplex_sizes must list at least one simplex, each with >= 2 entries (a simplex "
-                f"with one entry is the constant 1: drop it); got {sizes.tolist()}"
-            )
-        num_entries = int(sizes.sum())
-        coefficients = np.asarray(coefficients, dtype=np.float64)
-        indices = _as_int_array(factor_indices, "factor_indices", 2)
-        owner = _as_int_array(monomial_example, "monomial_example", 1)
-        weights = np.asarray(example_weights, dtype=np.float64)
-        num_monomials = coefficients.shape[0] if coefficients.ndim == 1 else -1
-        if num_monomials < 1:
-            raise ValueError(f"coefficients must be a non-empty 1-D array, got shape "
-                             f"{coefficients.shape}")
-        if indices.shape[0] != num_monomials or owner.shape[0] != num_monomials:
-            raise ValueError(
-                f"coefficients ({num_monomials}), factor_indices ({indices.shape[0]} rows) and "
-                f"monomial_example ({owner.shape[0]}) must have one entry per monomial"
-            )
-        if not np.all(coefficients > 0) or not np.all(np.isfinite(coefficients)):
-            raise ValueError("coefficients must be positive and finite (path counts)")
-        if indices.size and (indices.min() < 0 or indices.max() > num_entries):
-            raise ValueError(
-                f"factor_indices must lie in 0..{num_entries} ({num_entries} = the padding "
-                f"constant 1), got {indices.min()}..{indices.max()}"
-            )
-        if weights.ndim != 1 or weights.size == 0:
-            raise ValueError(f"example_weights must be a non-empty 1-D array, got {weights.shape}")
-        if np.any(weights <= 0) or not math.isclose(weights.sum(), 1.0, abs_tol=1e-12):
-            raise ValueError(
-                f"example_weights must be positive and sum to 1, got sum {weights.sum()!r}"
-            )
-        num_examples = weights.size
-        if owner.min() < 0 or owner.max() >= num_examples:
-            raise ValueError(f"monomial_example must lie in 0..{num_examples - 1}")
-        missing = sorted(set(range(num_examples)) - set(owner.tolist()))
-        if missing:
-            raise ValueError(f"examples {missing} have no monomial: P_x = 0 and K = infinity")
-
-        alpha = np.broadcast_to(np.asarray(concentration, dtype=np.float64), (num_entries,))
-        if alpha.shape != (num_entries,) or not np.all(alpha > 0) or not np.all(np.isfinite(alpha)):
-            raise ValueError(
-                f"concentration must be a positive number or {num_entries} positive numbers"
-            )
+        sizes, coefficients, indices, owner, weights, alpha = _checked_arrays(
+            simplex_sizes, coefficients, factor_indices, monomial_example, example_weights,
+            concentration)
+        num_entries, num_examples = int(sizes.sum()), weights.size
 
         self.dtype = dtype
         self.simplex_sizes = tuple(int(k) for k in sizes)
@@ -199,17 +227,7 @@ class NoisyCodePotential:
         for j, (o, k) in enumerate(zip(offsets, sizes)):
             table[j, :k] = np.arange(o, o + k)
         self._simplex_table = torch.as_tensor(table)
-        # monomials grouped by example: (X, Mmax, D), padding monomials have log c = -inf
-        counts = np.bincount(owner, minlength=num_examples)
-        mmax, width = int(counts.max()), max(indices.shape[1], 1)
-        grouped = np.full((num_examples, mmax, width), num_entries, dtype=np.int64)
-        log_coeff = np.full((num_examples, mmax), -np.inf)
-        slot = np.zeros(num_examples, dtype=np.int64)
-        for m in range(num_monomials):
-            x = owner[m]
-            grouped[x, slot[x], : indices.shape[1]] = indices[m]
-            log_coeff[x, slot[x]] = math.log(coefficients[m])
-            slot[x] += 1
+        grouped, log_coeff = _grouped_by_example(owner, indices, coefficients, num_examples, num_entries)
         self._factors = torch.as_tensor(grouped)
         self._log_coefficients = torch.as_tensor(log_coeff, dtype=dtype)
         self._weights = torch.as_tensor(weights, dtype=dtype)
