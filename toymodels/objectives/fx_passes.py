@@ -6,7 +6,7 @@ targets to ``(n·k,)`` vectors before the elementwise work and the mean, and the
 reshapes the gradient back. A reshape that merges dimensions fixes the memory layout of its input:
 the compiler has to store the outputs contiguously in ``(n, k)`` order, with the narrow ``k``
 innermost, and cannot keep the sample axis innermost (see
-:class:`toymodels.objectives.objective.CompiledLossAndGrad`). Reshapes commute with elementwise operations,
+:class:`toymodels.objectives.compiled.CompiledLossAndGrad`). Reshapes commute with elementwise operations,
 so the elementwise work can be done on the unflattened tensors and the reductions taken over the
 split dimensions instead; this is what the pass does.
 """
@@ -141,7 +141,7 @@ def sink_transposes(graph: GraphModule) -> int:
 
     A *source* is a transpose of the last two dimensions of a tensor ``x`` of shape
     ``(…, a, b)`` with ``b > a`` (the sample axis ``b`` innermost, as
-    :class:`toymodels.objectives.objective.CompiledLossAndGrad` lays out its activations). An elementwise
+    :class:`toymodels.objectives.compiled.CompiledLossAndGrad` lays out its activations). An elementwise
     operation on such transposes, ``f(xᵀ, y)``, is computed as ``f(x, yᵀ)ᵀ``: the operands are
     transposed instead (a rank-1 operand ``(k,)``, which broadcasts along the last axis, becomes
     ``(k, 1)``; scalars stay), and the one transpose moves to the uses outside such elementwise
