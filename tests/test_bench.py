@@ -265,3 +265,15 @@ def test_bad_compile_argument_is_refused(monkeypatch):
     assert ModuleObjective(model, x, y, F.mse_loss).compile_mode == "never"
     with pytest.raises(ValueError, match="num_chains"):
         ModuleObjective(model, x, y, F.mse_loss).compile(0)
+
+
+def test_bench_versus_commit_smoke(tmp_path):
+    """Smoke: the commit comparison runs both checkouts and reports a ratio per cell."""
+    from experiments.bench_versus_commit import Config as VersusConfig
+    from experiments.bench_versus_commit import main as versus_main
+
+    report = versus_main(VersusConfig.quick_config(commit="HEAD", chains=(4,), steps=5, out_dir=tmp_path))
+    assert set(report["cells"]) == {f"{name} | 4 chains" for name in
+                                    ("network eager", "network compiled", "potential")}
+    assert all(cell["ratio"] > 0 for cell in report["cells"].values())
+    assert (tmp_path / "bench_versus_commit.json").exists()
