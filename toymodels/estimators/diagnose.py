@@ -114,7 +114,7 @@ def _frozen_chains(result) -> np.ndarray:
     return np.flatnonzero(still)
 
 
-def _schedule_findings(result) -> list[Finding]:
+def _schedule_findings(result, numbers: dict) -> list[Finding]:
     """What step_size="auto" reported about its own schedule (relaxation and budget)."""
     findings = []
     calibration = getattr(result, "calibration", None) or {}
@@ -150,12 +150,19 @@ def _schedule_findings(result) -> list[Finding]:
 
 def diagnose(result) -> Diagnosis:
     """Findings about an :class:`toymodels.LLCResult` (see the module docstring for each rule)."""
-    findings: list[Finding] = []
-    trace = result.trace
-    lam, mcse = result.llc_mean, result.mcse
-    numbers = dict(llc_mean=lam, mcse=mcse, rhat=result.rhat, ess=result.ess,
+    numbers = dict(llc_mean=result.llc_mean, mcse=result.mcse, rhat=result.rhat, ess=result.ess,
                    sampler=result.sampler, step_size=result.step_size)
+    findings: list[Finding] = []
+    for rule in (_frozen_findings, _schedule_findings, _estimate_findings, _convergence_findings,
+                 _precision_findings, _sampler_findings, _localization_findings):
+        findings.extend(rule(result, numbers))
+    return Diagnosis(findings=findings, numbers=numbers)
 
+
+def _frozen_findings(result, numbers: dict) -> list[Finding]:
+    """Frozen chains, or nothing to assess convergence and precision with."""
+    findings: list[Finding] = []
+    mcse = result.mcse
     frozen = _frozen_chains(result)
     numbers["frozen_chains"] = int(frozen.size)
     if frozen.size:
@@ -175,8 +182,13 @@ def diagnose(result) -> Diagnosis:
             "chains converged or how precise λ̂ is.",
             "Use at least 2 chains and 100 draws (R-hat and the ESS need several draws per chain); "
             "step_size='auto' chooses enough."))
-    findings.extend(_schedule_findings(result))
+    return findings
 
+
+def _estimate_findings(result, numbers: dict) -> list[Finding]:
+    """Diverged chains, a negative estimate, chains that escaped below L(w*)."""
+    findings: list[Finding] = []
+    lam = result.llc_mean
     if result.dropped_chains:
         findings.append(Finding(
             "diverged", "problem",
@@ -210,7 +222,13 @@ def diagnose(result) -> Diagnosis:
                 "Check that w* is a minimum (gradient ≈ 0, trained to convergence); raise the "
                 "localization γ to keep the chains in w*'s basin; or exclude these chains, as "
                 "Chen et al. do."))
+    return findings
 
+
+def _convergence_findings(result, numbers: dict) -> list[Finding]:
+    """Chains that disagree (R-hat), or a per-draw LLC still drifting."""
+    findings: list[Finding] = []
+    trace = result.trace
     if math.isfinite(result.rhat) and result.rhat > 1.01:
         severity = "problem" if result.rhat > 1.05 else "warning"
         findings.append(Finding(
@@ -229,7 +247,13 @@ def diagnose(result) -> Diagnosis:
                 f"the first by {abs(z):.1f} standard errors.",
                 "The burn-in is too short for this step size: raise num_burnin_steps (or the step "
                 "size, if the step-size bias allows it)."))
+    return findings
 
+
+def _precision_findings(result, numbers: dict) -> list[Finding]:
+    """An MCSE above 5 % of the estimate."""
+    findings: list[Finding] = []
+    lam, mcse = result.llc_mean, result.mcse
     if math.isfinite(mcse) and lam != 0 and mcse > 0.05 * abs(lam):
         findings.append(Finding(
             "imprecise", "warning",
@@ -237,7 +261,13 @@ def diagnose(result) -> Diagnosis:
             f"(MCSE {mcse:.3g}, ESS {result.ess:.0f}).",
             "The error falls as 1/√(draws × chains): four times the draws or chains halves it; "
             "thinning does not help."))
+    return findings
 
+
+def _sampler_findings(result, numbers: dict) -> list[Finding]:
+    """MALA's acceptance, or the step-size bias of SGLD from the drift-to-noise ratio."""
+    findings: list[Finding] = []
+    trace = result.trace
     if result.sampler == "mala" and result.acceptance_rate is not None:
         acc = float(np.mean(result.acceptance_rate))
         numbers["acceptance_rate"] = acc
@@ -277,7 +307,13 @@ def diagnose(result) -> Diagnosis:
                 f"(≈ {100 * proxy:.0f}% too high).{acc_note}",
                 f"Lower the step size (now {result.step_size:.3g}) or use step_size='auto'; on an "
                 "exact full-batch loss sampler='mala' removes the bias."))
+    return findings
 
+
+def _localization_findings(result, numbers: dict) -> list[Finding]:
+    """A pull towards w* larger than the force of the loss."""
+    findings: list[Finding] = []
+    trace = result.trace
     if trace is not None and result.localization > 0:
         g = trace.records.get("grad_term_norm")
         loc = trace.records.get("localization_term_norm")
@@ -291,7 +327,7 @@ def diagnose(result) -> Diagnosis:
                     "law is mostly the localizing Gaussian, and λ̂ is pulled down.",
                     f"Lower the localization γ (now {result.localization:g}) or raise nβ "
                     f"(now {result.nbeta:.4g}) — but see whether chains then escape."))
-    return Diagnosis(findings=findings, numbers=numbers)
+    return findings
 
 
 def plot_diagnostics(result, path: str | Path | None = None):

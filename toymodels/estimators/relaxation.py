@@ -43,8 +43,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from toymodels.sampling.driver import DivergenceError, run_chains
-from toymodels.sampling.sgld import SGLDHyperparameters
+from toymodels.estimators.llc_result import llc_draws
+from toymodels.sampling import DivergenceError, SGLDHyperparameters, run_chains
 
 __all__ = ["Relaxation", "relax", "block_change", "settled"]
 
@@ -137,18 +137,8 @@ def relax(
     """
     start = time.perf_counter()
     center = objective.center
-    d = center.numel()
-    if chain_init is None:
-        states = center.expand(num_chains, d).clone()
-    else:
-        states = chain_init.to(dtype=center.dtype, device=center.device).clone()
-    options = dict(sampler_options or {})
-    if sampler == "rmsprop_sgld":
-        options.setdefault("adapt", "always")  # a block has no burn-in to adapt in
-    if sampler == "mala":
-        options["adapt_steps"] = 0
-    if sampler == "sgld":
-        options["mala_diagnostic"] = False  # only block means are needed: skip the extra work
+    states = _starting_states(center, num_chains, chain_init)
+    options = _block_options(sampler, sampler_options)
     eps = float(hyper.step_size)
     improper_flat_directions = float(hyper.localization) == 0 and log_prior is None
     block, steps, lowered, k = int(first_block), 0, 0, 0
@@ -164,56 +154,31 @@ def relax(
         # the steps themselves on a small model, and the means need no more
         spacing = max(1, block // 100)
         block = (block // spacing) * spacing
-        try:
-            trace = run_chains(objective, hyper=replace(hyper, step_size=eps), num_chains=num_chains,
-                               num_draws=block // spacing, num_burnin_steps=0,
-                               num_steps_bw_draws=spacing,
-                               seed=seed + 104729 * k, log_prior=log_prior, mask=mask,
-                               on_divergence="drop", chain_init=states, num_threads=num_threads,
-                               sampler=sampler, sampler_options=options)
-            diverged = bool(trace.dropped_chains)
-        except DivergenceError:
-            diverged = True
+        trace = _run_block(objective, replace(hyper, step_size=eps), num_chains, block, spacing,
+                           seed=seed + 104729 * k, log_prior=log_prior, mask=mask, states=states,
+                           num_threads=num_threads, sampler=sampler, options=options)
         k += 1
-        if diverged:
+        if trace is None:
             # the block starts again from its own start, with a smaller step; the blocks run at
             # the larger step no longer count
             if lowered == max_lowerings:
-                error = DivergenceError([], [], eps, float(hyper.nbeta))
-                error.args = (f"chains kept diverging while relaxing away from w*, down to step "
-                              f"size {eps:.3g} ({max_lowerings} divisions by 4): the loss is not "
-                              "finite or not smooth where the chains go. Check it away from w*, "
-                              "raise the localization γ to keep the chains near w*, or pass "
-                              "num_burnin_steps to skip the relaxation",)
-                raise error
+                raise _kept_diverging(eps, hyper, max_lowerings)
             eps /= 4.0
             lowered += 1
             previous, steps, block = None, 0, int(first_block)
             blocks.append(dict(steps=0, step_size=eps * 4, diverged=True))
             continue
         step_seconds.append(trace.seconds / block)
-        llc = float(hyper.nbeta) * (trace.loss - trace.init_loss)
-        dist2 = trace.distance ** 2
-        current = (llc.mean(axis=1), dist2.mean(axis=1))
+        current = _block_means(hyper, trace)
         row = dict(steps=block, step_size=eps, llc_mean=float(current[0].mean()),
                    distance2_mean=float(current[1].mean()), diverged=False)
         states = trace.final_params.to(center.dtype)
         steps += block
         if previous is not None:
-            agree = True
-            for name, before, now, floor, tol in zip(("llc", "distance2"), previous, current,
-                                                     (0.01 / rel_tol, 0.0),
-                                                     (rel_tol, distance_rel_tol)):
-                change = block_change(before, now, floor=floor)
-                row[f"{name}_change"], row[f"{name}_change_se"] = change["change"], change["se"]
-                if name == "distance2" and improper_flat_directions:
-                    continue
-                agree &= settled(change, tol)
-            relaxed = agree
+            relaxed = _blocks_agree(previous, current, row, (rel_tol, distance_rel_tol),
+                                    improper_flat_directions)
         blocks.append(row)
-        if relaxed:
-            break
-        if max_seconds is not None and time.perf_counter() - start > max_seconds:
+        if relaxed or (max_seconds is not None and time.perf_counter() - start > max_seconds):
             break
         previous = current
         block *= 2
@@ -221,3 +186,67 @@ def relax(
     return Relaxation(states=states, step_size=eps, steps=steps, relaxed=relaxed, seconds=seconds,
                       seconds_per_step=float(np.median(step_seconds)) if step_seconds else math.nan,
                       blocks=blocks, lowered=lowered)
+
+
+def _starting_states(center: torch.Tensor, num_chains: int, chain_init) -> torch.Tensor:
+    if chain_init is None:
+        return center.expand(num_chains, center.numel()).clone()
+    return chain_init.to(dtype=center.dtype, device=center.device).clone()
+
+
+def _block_options(sampler: str, sampler_options: dict | None) -> dict:
+    options = dict(sampler_options or {})
+    if sampler == "rmsprop_sgld":
+        options.setdefault("adapt", "always")  # a block has no burn-in to adapt in
+    if sampler == "mala":
+        options["adapt_steps"] = 0
+    if sampler == "sgld":
+        options["mala_diagnostic"] = False  # only block means are needed: skip the extra work
+    return options
+
+
+def _run_block(objective, hyper, num_chains, block, spacing, *, seed, log_prior, mask, states,
+               num_threads, sampler, options):
+    """One block of ``block`` steps from ``states``, a draw every ``spacing``; ``None`` if a chain
+    diverged."""
+    try:
+        trace = run_chains(objective, hyper=hyper, num_chains=num_chains,
+                           num_draws=block // spacing, num_burnin_steps=0,
+                           num_steps_bw_draws=spacing,
+                           seed=seed, log_prior=log_prior, mask=mask,
+                           on_divergence="drop", chain_init=states, num_threads=num_threads,
+                           sampler=sampler, sampler_options=options)
+    except DivergenceError:
+        return None
+    return None if trace.dropped_chains else trace
+
+
+def _kept_diverging(eps: float, hyper, max_lowerings: int) -> DivergenceError:
+    error = DivergenceError([], [], eps, float(hyper.nbeta))
+    error.args = (f"chains kept diverging while relaxing away from w*, down to step "
+                  f"size {eps:.3g} ({max_lowerings} divisions by 4): the loss is not "
+                  "finite or not smooth where the chains go. Check it away from w*, "
+                  "raise the localization γ to keep the chains near w*, or pass "
+                  "num_burnin_steps to skip the relaxation",)
+    return error
+
+
+def _block_means(hyper, trace) -> tuple[np.ndarray, np.ndarray]:
+    """Per chain: the block means of the per-draw LLC and of ``||w − w*||²``."""
+    llc = llc_draws(float(hyper.nbeta), trace.loss, trace.init_loss)
+    dist2 = trace.distance ** 2
+    return llc.mean(axis=1), dist2.mean(axis=1)
+
+
+def _blocks_agree(previous, current, row: dict, tolerances, improper_flat_directions: bool) -> bool:
+    """Whether both block means settled (:func:`settled`); the changes go into ``row``. Without
+    localization and prior, ``||w − w*||²`` has no stationary law and is recorded only."""
+    agree = True
+    for name, before, now, floor, tol in zip(("llc", "distance2"), previous, current,
+                                             (0.01 / tolerances[0], 0.0), tolerances):
+        change = block_change(before, now, floor=floor)
+        row[f"{name}_change"], row[f"{name}_change_se"] = change["change"], change["se"]
+        if name == "distance2" and improper_flat_directions:
+            continue
+        agree &= settled(change, tol)
+    return agree
