@@ -6,210 +6,46 @@ Estimator (Lau, Furman, Wang, Murfet, Wei, arXiv 2308.12108, eq. 8 and Definitio
 
 with the expectation over sampler draws after burn-in, averaged over chains. The sampler is SGLD
 by default; SGNHT, RMSProp-preconditioned SGLD and MALA share the same driver
-(:mod:`toymodels.sampling.kernels`), ``step_size="auto"`` chooses ε by :func:`toymodels.calibrate`, and
+(:mod:`toymodels.sampling`), ``step_size="auto"`` chooses ε by :func:`toymodels.calibrate`, and
 ``result.diagnose()`` reads the run's diagnostics (:mod:`toymodels.estimators.diagnose`). For a potential ``K``
 with ``K(w*) = 0`` this is ``nβ·E[K]``, which for an exact sampler equals the finite-temperature
 value that ``theory`` computes (e.g. :func:`theory.normal_crossing.finite_temperature_llc`), and
 tends to the learning coefficient λ as ``nβ → ∞``, ``γ → 0``.
+
+The posterior ``p`` is a :class:`toymodels.Posterior` (:mod:`toymodels.objectives.posterior`),
+built once; the trace is turned into the estimate by :func:`toymodels.llc_from_trace`
+(:mod:`toymodels.estimators.llc_result`).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from toymodels.checks import as_choice, as_float, as_int, as_optional_int
 from toymodels.estimators.calibration import CalibrationResult, calibrate
-from toymodels.estimators.diagnostics import chain_diagnostics
-from toymodels.objectives.objective import Objective, default_nbeta, make_objective, resolve_mask
+from toymodels.estimators.llc_result import LLCResult, llc_draws, llc_from_trace
 from toymodels.estimators.relaxation import relax as run_relaxation
-from toymodels.sampling.kernels import SAMPLERS, make_sampler
-from toymodels.sampling.driver import ON_DIVERGENCE, SamplingInterrupted, SamplingTrace, run_sgld
-from toymodels.sampling.sgld import SGLDHyperparameters
+from toymodels.objectives import Objective, Posterior, default_nbeta, make_objective, make_posterior
+from toymodels.sampling import (
+    ON_DIVERGENCE,
+    SAMPLERS,
+    SamplingInterrupted,
+    SGLDHyperparameters,
+    make_sampler,
+    run_sgld,
+)
 
-__all__ = ["LLCResult", "estimate_llc", "llc_from_trace", "default_nbeta"]
-
-
-@dataclass
-class LLCResult:
-    """An LLC estimate with its trace and diagnostics.
-
-    ``loss_trace`` is ``(num_chains, num_draws)``; ``llc_per_chain[c] = nβ (mean_t L_ct − init_loss)``;
-    ``llc_mean`` is their mean, ``llc_std`` their standard deviation (ddof=1) and ``mcse`` the
-    Monte-Carlo standard error of ``llc_mean`` from the effective sample size (arviz-stats),
-    which accounts for autocorrelation within chains.
-    """
-
-    llc_mean: float
-    llc_std: float
-    llc_per_chain: np.ndarray
-    loss_trace: np.ndarray
-    init_loss: float
-    mcse: float
-    ess: float
-    rhat: float
-    nbeta: float
-    nbeta_source: str
-    step_size: float
-    localization: float
-    num_chains: int
-    num_draws: int
-    num_burnin_steps: int
-    num_steps_bw_draws: int
-    batch_size: int | None
-    seed: int | None
-    num_samples: int | None
-    dropped_chains: list[int] = field(default_factory=list)
-    divergence_steps: list[int] = field(default_factory=list)
-    seconds: float = 0.0
-    sampler: str = "sgld"
-    #: per chain: the fraction of draws whose loss is below ``init_loss`` (a chain that finds
-    #: lower loss than w*: w* is not a local minimum, or the chain escaped to another phase)
-    fraction_below_init: np.ndarray | None = None
-    #: per chain, MALA only: the mean acceptance probability of the steps after burn-in
-    acceptance_rate: np.ndarray | None = None
-    #: per chain, SGLD on a full-batch loss: the mean MALA acceptance probability its moves would
-    #: have had (a diagnostic of the step-size error; 1 means none)
-    mala_acceptance: np.ndarray | None = None
-    #: the calibration behind ``step_size="auto"`` (a JSON-ready summary), if any
-    calibration: dict | None = None
-    #: with ``step_size="auto"``: the schedule chosen and why (:class:`toymodels.estimators.calibration.Schedule`
-    #: as a dict, with the relaxation that started the chains and the calibration's seconds)
-    schedule: dict | None = None
-    trace: SamplingTrace | None = field(default=None, repr=False)
-
-    @property
-    def llc_trace(self) -> np.ndarray:
-        """``nβ (L_ct − init_loss)``, chains × draws: the per-draw LLC contributions."""
-        return self.nbeta * (self.loss_trace - self.init_loss)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (arrays as lists; the raw trace's extra records left out)."""
-        out = {}
-        for key, value in self.__dict__.items():
-            if key == "trace":
-                continue
-            if isinstance(value, np.ndarray):
-                value = value.tolist()
-            out[key] = value
-        return out
-
-    def to_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
-
-    def summary(self) -> str:
-        s = (f"λ̂ = {self.llc_mean:.4g} ± {self.mcse:.2g} (MCSE; chain sd {self.llc_std:.2g}, "
-             f"ESS {self.ess:.0f}, R-hat {self.rhat:.3f}) with nβ = {self.nbeta:.4g} "
-             f"[{self.nbeta_source}], ε = {self.step_size:g}, γ = {self.localization:g}, "
-             f"{self.num_chains} chains × {self.num_draws} draws, {self.sampler}")
-        if self.acceptance_rate is not None:
-            s += f", acceptance {np.mean(self.acceptance_rate):.2f}"
-        if self.dropped_chains:
-            s += f"; dropped diverged chains {self.dropped_chains}"
-        return s
-
-    def diagnose(self, echo=print):
-        """Plain-language findings about this run and what to change; see :mod:`toymodels.estimators.diagnose`.
-
-        Prints them (through ``echo``; pass ``echo=None`` to stay quiet) and returns the
-        :class:`toymodels.estimators.diagnose.Diagnosis`.
-        """
-        from toymodels.estimators.diagnose import diagnose
-
-        diagnosis = diagnose(self)
-        if echo is not None:
-            echo(str(diagnosis))
-        return diagnosis
-
-    def plot_diagnostics(self, path: str | Path | None = None):
-        """A figure of loss traces and diagnostics; see :func:`toymodels.estimators.diagnose.plot_diagnostics`."""
-        from toymodels.estimators.diagnose import plot_diagnostics
-
-        return plot_diagnostics(self, path=path)
-
-    def plot_trace(self, ax=None, path: str | Path | None = None):
-        """Plot each chain's loss trace with ``init_loss`` dashed; returns the matplotlib axes."""
-        import matplotlib
-
-        if ax is None:
-            matplotlib.use("Agg", force=False)
-            import matplotlib.pyplot as plt
-
-            _, ax = plt.subplots(figsize=(6, 3.5))
-        for chain in self.loss_trace[:32]:
-            ax.plot(chain, lw=0.6, alpha=0.6)
-        ax.axhline(self.init_loss, color="k", ls="--", lw=1, label="init_loss L(w*)")
-        ax.set_xlabel("draw")
-        ax.set_ylabel("loss")
-        ax.set_title(f"λ̂ = {self.llc_mean:.3g} ± {self.mcse:.2g}")
-        ax.legend(loc="upper right")
-        if path is not None:
-            ax.figure.tight_layout()
-            ax.figure.savefig(path, dpi=120)
-        return ax
-
-
-def llc_from_trace(trace: SamplingTrace, *, nbeta_source: str = "given", batch_size=None,
-                   seed=None, num_samples=None) -> LLCResult:
-    """Post-process a sampling trace into an :class:`LLCResult` (no sampling)."""
-    nbeta = trace.hyper.nbeta
-    if trace.chain_hyper is not None and np.ptp(trace.chain_hyper["nbeta"]) > 0:
-        raise ValueError("this trace mixes chains with different nbeta; split it by chain first "
-                         "(toymodels.calibrate does)")
-    llc_trace = nbeta * (trace.loss - trace.init_loss)
-    per_chain = llc_trace.mean(axis=1)
-    diag = chain_diagnostics(llc_trace)
-    acceptance = trace.records.get("acceptance")
-    acceptance_rate = mala_acceptance = None
-    if acceptance is not None:
-        if trace.sampler == "mala":
-            acceptance_rate = acceptance.mean(axis=1)
-        elif np.isfinite(acceptance).any():
-            ok = np.isfinite(acceptance)
-            count = ok.sum(axis=1)
-            total = np.where(ok, acceptance, 0.0).sum(axis=1)
-            mala_acceptance = np.divide(total, count, out=np.full(count.shape, np.nan), where=count > 0)
-    step_size = trace.final_step_size if trace.final_step_size is not None else trace.hyper.step_size
-    return LLCResult(
-        llc_mean=float(per_chain.mean()),
-        llc_std=float(per_chain.std(ddof=1)) if per_chain.size > 1 else float("nan"),
-        llc_per_chain=per_chain,
-        loss_trace=trace.loss,
-        init_loss=trace.init_loss,
-        mcse=diag["mcse"],
-        ess=diag["ess"],
-        rhat=diag["rhat"],
-        nbeta=nbeta,
-        nbeta_source=nbeta_source,
-        step_size=step_size,
-        localization=trace.hyper.localization,
-        num_chains=trace.num_chains,
-        num_draws=trace.num_draws,
-        num_burnin_steps=trace.num_burnin_steps,
-        num_steps_bw_draws=trace.num_steps_bw_draws,
-        batch_size=batch_size,
-        seed=seed,
-        num_samples=num_samples,
-        dropped_chains=trace.dropped_chains,
-        divergence_steps=trace.divergence_steps,
-        seconds=trace.seconds,
-        sampler=trace.sampler,
-        fraction_below_init=(trace.loss < trace.init_loss).mean(axis=1),
-        acceptance_rate=acceptance_rate,
-        mala_acceptance=mala_acceptance,
-        trace=trace,
-    )
+# LLCResult, llc_draws, llc_from_trace, default_nbeta and make_objective stay importable from here
+__all__ = ["LLCResult", "estimate_llc", "llc_from_trace", "llc_draws", "default_nbeta",
+           "make_objective"]
 
 
 def estimate_llc(
-    target: torch.nn.Module | Callable[[torch.Tensor], torch.Tensor] | Objective,
+    target: Posterior | torch.nn.Module | Callable[[torch.Tensor], torch.Tensor] | Objective,
     *,
     init: torch.Tensor | None = None,
     data=None,
@@ -243,8 +79,12 @@ def estimate_llc(
     ``λ̂ = nβ (E[L(w)] − L(w*))`` (Lau et al. arXiv 2308.12108, eq. 8), the expectation over the
     draws of the localized tempered posterior ``∝ exp(−nβ L − γ/2 ||w − w*||²) φ(w)``.
 
-    Two ways in, one code path:
+    Three ways in, one code path (the keyword arguments ``init``, ``data``, ``loss_fn``,
+    ``batch_size``, ``nbeta``, ``localization``, ``log_prior`` and ``restrict_to`` build the
+    posterior with :func:`toymodels.make_posterior`, once):
 
+    * ``estimate_llc(posterior, ...)`` — a :class:`toymodels.Posterior` built before; it is
+      passed alone (those eight arguments with it are refused, by name).
     * ``estimate_llc(potential, init=w_star, nbeta=...)`` — ``potential(w)`` maps one flat
       ``(d,)`` vector to the scalar loss; ``nbeta`` is required (there is no sample size).
     * ``estimate_llc(model, data=(inputs, targets), loss_fn=...)`` — a ``torch.nn.Module`` at
@@ -309,6 +149,48 @@ def estimate_llc(
     ``result`` holds the draws completed so far.
     """
     # every argument is checked before anything is sampled or calibrated
+    run = _checked_run(step_size=step_size, num_chains=num_chains, num_draws=num_draws,
+                       num_burnin_steps=num_burnin_steps, num_steps_bw_draws=num_steps_bw_draws,
+                       seed=seed, on_divergence=on_divergence, sampler=sampler,
+                       sampler_options=sampler_options, rel_mcse=rel_mcse,
+                       budget_steps=budget_steps, budget_seconds=budget_seconds,
+                       num_threads=num_threads, calibration=calibration,
+                       calibration_options=calibration_options)
+    posterior = make_posterior(target, init=init, data=data, loss_fn=loss_fn, batch_size=batch_size,
+                               nbeta=nbeta, localization=localization, log_prior=log_prior,
+                               restrict_to=restrict_to)
+    return _estimate(posterior, run, chain_init=_checked_chain_init(chain_init, posterior, num_chains),
+                     observables=observables, progress=progress)
+
+
+@dataclass
+class _Run:
+    """The checked settings of one :func:`estimate_llc` call; ``step_size="auto"`` fills in the
+    schedule (``None`` values) before the run."""
+
+    auto: bool
+    step_size: float | None
+    num_chains: int
+    num_draws: int | None
+    num_burnin_steps: int | None
+    num_steps_bw_draws: int | None
+    seed: int
+    on_divergence: str
+    sampler: str
+    sampler_options: dict | None
+    rel_mcse: float
+    budget_steps: int | None
+    budget_seconds: float | None
+    num_threads: int | None
+    calibration: CalibrationResult | None
+    calibration_options: dict | None
+
+
+def _checked_run(*, step_size, num_chains, num_draws, num_burnin_steps, num_steps_bw_draws, seed,
+                 on_divergence, sampler, sampler_options, rel_mcse, budget_steps, budget_seconds,
+                 num_threads, calibration, calibration_options) -> _Run:
+    """The sampling arguments of :func:`estimate_llc`, checked (the posterior's are
+    :func:`toymodels.make_posterior`'s)."""
     auto = isinstance(step_size, str)
     if auto and step_size != "auto":
         raise ValueError(f"step_size must be a number > 0 or 'auto', got {step_size!r}")
@@ -319,10 +201,6 @@ def estimate_llc(
     num_draws = as_optional_int("num_draws", num_draws, 1)
     num_burnin_steps = as_optional_int("num_burnin_steps", num_burnin_steps, 0)
     num_steps_bw_draws = as_optional_int("num_steps_bw_draws", num_steps_bw_draws, 1)
-    localization = as_float("localization", localization, minimum=0, hint="0 means no localization")
-    if nbeta is not None:
-        nbeta = as_float("nbeta", nbeta, minimum=0, strict=True,
-                         hint="the default for n samples is n / log n")
     seed = as_int("seed", seed, 0)
     as_choice("on_divergence", on_divergence, ON_DIVERGENCE)
     as_choice("sampler", sampler, tuple(SAMPLERS))
@@ -339,6 +217,18 @@ def estimate_llc(
                              "use budget_steps instead")
     if num_threads is not None:
         num_threads = as_int("num_threads", num_threads, 1)
+    calibration = _checked_calibration(calibration, calibration_options, auto, sampler)
+    return _Run(auto=auto, step_size=None if auto else step_size, num_chains=num_chains,
+                num_draws=num_draws, num_burnin_steps=num_burnin_steps,
+                num_steps_bw_draws=num_steps_bw_draws, seed=seed, on_divergence=on_divergence,
+                sampler=sampler, sampler_options=sampler_options, rel_mcse=rel_mcse,
+                budget_steps=budget_steps, budget_seconds=budget_seconds, num_threads=num_threads,
+                calibration=calibration, calibration_options=calibration_options)
+
+
+def _checked_calibration(calibration, calibration_options, auto: bool, sampler: str):
+    """A given calibration as a :class:`CalibrationResult` (from its dict too), checked against
+    the sampler; calibration options only where a calibration runs."""
     if calibration is not None:
         if not auto:
             raise ValueError("calibration= is used with step_size='auto'; with a numeric step "
@@ -354,59 +244,40 @@ def estimate_llc(
     if calibration_options is not None and (not auto or calibration is not None):
         raise ValueError("calibration_options configure the calibration that step_size='auto' "
                          "runs; they do nothing with a numeric step size or a given calibration")
-    objective = make_objective(target, init=init, data=data, loss_fn=loss_fn, batch_size=batch_size)
-    if nbeta is None:
-        if objective.num_samples is None:
-            raise ValueError("nbeta is required for a potential (there is no dataset size to default from)")
-        nbeta, nbeta_source = default_nbeta(objective.num_samples), f"n/log n with n={objective.num_samples}"
-    else:
-        nbeta_source = "given"
-    mask = resolve_mask(objective, restrict_to)
-    if chain_init is not None:
-        chain_init = torch.as_tensor(chain_init, dtype=objective.dtype, device=objective.center.device)
-        if chain_init.shape != (num_chains, objective.dim):
-            raise ValueError(f"chain_init must have shape (num_chains, d) = ({num_chains}, "
-                             f"{objective.dim}), got {tuple(chain_init.shape)}")
-    options = dict(sampler_options or {})
-    common = dict(seed=seed, log_prior=log_prior, mask=mask, num_threads=num_threads)
+    return calibration
+
+
+def _checked_chain_init(chain_init, posterior: Posterior, num_chains: int) -> torch.Tensor | None:
+    if chain_init is None:
+        return None
+    chain_init = torch.as_tensor(chain_init, dtype=posterior.dtype, device=posterior.center.device)
+    if chain_init.shape != (num_chains, posterior.dim):
+        raise ValueError(f"chain_init must have shape (num_chains, d) = ({num_chains}, "
+                         f"{posterior.dim}), got {tuple(chain_init.shape)}")
+    return chain_init
+
+
+def _estimate(posterior: Posterior, run: _Run, *, chain_init, observables, progress) -> LLCResult:
+    """Sample ``posterior`` (after the "auto" schedule, if asked for) and estimate λ̂."""
+    options = dict(run.sampler_options or {})
     calibration_summary = schedule = None
-    start = time.perf_counter()
-    if auto:
-        calibration, starts, relaxation = _auto_calibration(
-            objective, calibration, calibration_options, nbeta=nbeta, localization=localization,
-            sampler=sampler, sampler_options=sampler_options, num_chains=num_chains,
-            chain_init=chain_init, relax=num_burnin_steps is None, budget_seconds=budget_seconds,
-            common=common)
-        choice = calibration.choice(nbeta, localization)
-        step_size = choice.step_size
-        seconds_left = (None if budget_seconds is None
-                        else max(budget_seconds - (time.perf_counter() - start), 1e-3))
-        plan = calibration.schedule(
-            num_chains, rel_mcse=rel_mcse, nbeta=nbeta, localization=localization,
-            num_burnin_steps=num_burnin_steps, num_draws=num_draws,
-            num_steps_bw_draws=num_steps_bw_draws, budget_steps=budget_steps,
-            budget_seconds=seconds_left,
-            seconds_per_step=relaxation["seconds_per_step"] if relaxation else None)
-        num_burnin_steps, num_draws, num_steps_bw_draws = (
-            plan.num_burnin_steps, plan.num_draws, plan.num_steps_bw_draws)
-        if starts is not None:
-            chain_init = starts
-        schedule = dict(plan.to_dict(), relaxation=relaxation,
-                        calibration_seconds=time.perf_counter() - start)
-        calibration_summary = calibration.to_dict()
-        if sampler == "mala":
-            options["target_accept"] = calibration.sampler_options.get("target_accept", 0.8)
-    num_draws = 1000 if num_draws is None else num_draws
-    num_burnin_steps = 0 if num_burnin_steps is None else num_burnin_steps
-    num_steps_bw_draws = 1 if num_steps_bw_draws is None else num_steps_bw_draws
-    hyper = SGLDHyperparameters(step_size=step_size, nbeta=nbeta, localization=localization)
-    post = dict(nbeta_source=nbeta_source, batch_size=batch_size, seed=seed,
-                num_samples=objective.num_samples)
+    if run.auto:
+        chain_init, schedule, calibration_summary = _auto_schedule(posterior, run, chain_init)
+        if run.sampler == "mala":
+            options["target_accept"] = run.calibration.sampler_options.get("target_accept", 0.8)
+    hyper = SGLDHyperparameters(step_size=run.step_size, nbeta=posterior.nbeta,
+                                localization=posterior.localization)
+    post = dict(nbeta_source=posterior.nbeta_source, batch_size=posterior.batch_size,
+                seed=run.seed, num_samples=posterior.num_samples)
     try:
-        trace = run_sgld(objective, hyper=hyper, num_chains=num_chains, num_draws=num_draws,
-                         num_burnin_steps=num_burnin_steps, num_steps_bw_draws=num_steps_bw_draws,
-                         observables=observables, on_divergence=on_divergence, progress=progress,
-                         chain_init=chain_init, sampler=sampler, sampler_options=options, **common)
+        trace = run_sgld(
+            posterior.objective, hyper=hyper, num_chains=run.num_chains,
+            num_draws=1000 if run.num_draws is None else run.num_draws,
+            num_burnin_steps=0 if run.num_burnin_steps is None else run.num_burnin_steps,
+            num_steps_bw_draws=1 if run.num_steps_bw_draws is None else run.num_steps_bw_draws,
+            observables=observables, on_divergence=run.on_divergence, progress=progress,
+            chain_init=chain_init, sampler=run.sampler, sampler_options=options, seed=run.seed,
+            log_prior=posterior.log_prior, mask=posterior.mask, num_threads=run.num_threads)
     except SamplingInterrupted as exc:
         if exc.trace is not None and exc.trace.num_draws >= 1:
             exc.result = llc_from_trace(exc.trace, **post)
@@ -418,21 +289,44 @@ def estimate_llc(
     return result
 
 
-def _auto_calibration(objective, calibration, calibration_options, *, nbeta, localization, sampler,
-                      sampler_options, num_chains, chain_init, relax, budget_seconds, common):
+def _auto_schedule(posterior: Posterior, run: _Run, chain_init):
+    """``step_size="auto"``: calibrate (or take the given calibration), relax the chains, choose
+    ε and the schedule; fills them into ``run``. Returns the chains' starting points, the
+    schedule's summary and the calibration's."""
+    start = time.perf_counter()
+    calibration, starts, relaxation = _auto_calibration(
+        posterior, run, chain_init=chain_init, relax=run.num_burnin_steps is None)
+    run.calibration = calibration
+    run.step_size = calibration.choice(posterior.nbeta, posterior.localization).step_size
+    seconds_left = (None if run.budget_seconds is None
+                    else max(run.budget_seconds - (time.perf_counter() - start), 1e-3))
+    plan = calibration.schedule(
+        run.num_chains, rel_mcse=run.rel_mcse, nbeta=posterior.nbeta,
+        localization=posterior.localization, num_burnin_steps=run.num_burnin_steps,
+        num_draws=run.num_draws, num_steps_bw_draws=run.num_steps_bw_draws,
+        budget_steps=run.budget_steps, budget_seconds=seconds_left,
+        seconds_per_step=relaxation["seconds_per_step"] if relaxation else None)
+    run.num_burnin_steps, run.num_draws, run.num_steps_bw_draws = (
+        plan.num_burnin_steps, plan.num_draws, plan.num_steps_bw_draws)
+    schedule = dict(plan.to_dict(), relaxation=relaxation,
+                    calibration_seconds=time.perf_counter() - start)
+    return (chain_init if starts is None else starts), schedule, calibration.to_dict()
+
+
+def _auto_calibration(posterior: Posterior, run: _Run, *, chain_init, relax):
     """``(calibration, relaxed starting points or None, relaxation summary or None)`` for "auto"."""
-    relax_seconds = None if budget_seconds is None else budget_seconds / 2
+    relax_seconds = None if run.budget_seconds is None else run.budget_seconds / 2
+    calibration = run.calibration
+    nbeta, localization = posterior.nbeta, posterior.localization
     if calibration is None:
-        options = dict(calibration_options or {})
+        options = dict(run.calibration_options or {})
         for key in ("nbeta", "localization", "sampler", "chain_init", "relax_chains"):
             if key in options:
                 raise ValueError(f"calibration_options may not set {key!r}: estimate_llc sets it")
-        options.setdefault("seed", common["seed"] + 1)
-        calibration = calibrate(objective, nbeta=nbeta, localization=localization, sampler=sampler,
-                                sampler_options=sampler_options, log_prior=common["log_prior"],
-                                restrict_to=common["mask"], num_threads=common["num_threads"],
-                                chain_init=chain_init,
-                                relax_chains=num_chains if relax else None,
+        options.setdefault("seed", run.seed + 1)
+        calibration = calibrate(posterior, sampler=run.sampler, sampler_options=run.sampler_options,
+                                num_threads=run.num_threads, chain_init=chain_init,
+                                relax_chains=run.num_chains if relax else None,
                                 relax_max_seconds=relax_seconds, **options)
         choice = calibration.choice(nbeta, localization)
         if not relax:
@@ -442,15 +336,15 @@ def _auto_calibration(objective, calibration, calibration_options, *, nbeta, loc
     if not relax:
         return calibration, None, None
     warm = calibration.warm_states.get((choice.nbeta, choice.localization))
-    if warm is not None and warm.shape == (num_chains, objective.dim) and chain_init is None:
+    if warm is not None and warm.shape == (run.num_chains, posterior.dim) and chain_init is None:
         return calibration, warm, choice.relaxation
     # relax this run's chains at the step the calibration relaxed at
     step = choice.relaxation.get("step_size", choice.step_size) if choice.relaxation else choice.step_size
     # MALA's calibrations relax with SGLD (see toymodels.estimators.calibration); the others with themselves
-    relax_sampler, relax_options = ("sgld", None) if sampler == "mala" else (sampler, sampler_options)
-    relaxation = run_relaxation(objective, hyper=SGLDHyperparameters(step, nbeta, localization),
-                                num_chains=num_chains, chain_init=chain_init, sampler=relax_sampler,
-                                sampler_options=relax_options, seed=common["seed"] + 3,
-                                log_prior=common["log_prior"], mask=common["mask"],
-                                num_threads=common["num_threads"], max_seconds=relax_seconds)
+    relax_sampler, relax_options = ("sgld", None) if run.sampler == "mala" else (run.sampler, run.sampler_options)
+    relaxation = run_relaxation(posterior.objective, hyper=SGLDHyperparameters(step, nbeta, localization),
+                                num_chains=run.num_chains, chain_init=chain_init, sampler=relax_sampler,
+                                sampler_options=relax_options, seed=run.seed + 3,
+                                log_prior=posterior.log_prior, mask=posterior.mask,
+                                num_threads=run.num_threads, max_seconds=relax_seconds)
     return calibration, relaxation.states, relaxation.summary()
