@@ -123,7 +123,7 @@ def test_mcse_of_independent_draws_is_the_iid_standard_error():
 
 
 def test_chunked_products_give_the_same_matrix(monkeypatch):
-    import toymodels.estimators.susceptibility as susceptibility_module
+    import toymodels.estimators.susceptibility.statistics as susceptibility_module
 
     rng = np.random.default_rng(6)
     trace = _synthetic_trace({"phi:a": rng.standard_normal((2, 16, 3)),
