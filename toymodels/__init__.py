@@ -7,12 +7,21 @@ from toymodels.sampling import kernels as samplers
 from toymodels.estimators.calibration import CalibrationChoice, CalibrationResult, Schedule, calibrate
 from toymodels.estimators.diagnose import Diagnosis, Finding, diagnose, plot_diagnostics
 from toymodels.estimators.diagnostics import chain_diagnostics
-from toymodels.sampling.kernels import MALA, SGLD, SGNHT, ChainHyperparameters, RMSPropSGLD, make_sampler, mala_log_acceptance
-from toymodels.estimators.llc import LLCResult, default_nbeta, estimate_llc, llc_from_trace
-from toymodels.objectives.objective import ModuleObjective, Objective, PotentialObjective, parameter_mask
+from toymodels.sampling import MALA, SGLD, SGNHT, ChainHyperparameters, RMSPropSGLD, make_sampler, mala_log_acceptance
+from toymodels.estimators.llc import estimate_llc
+from toymodels.estimators.llc_result import LLCResult, llc_draws, llc_from_trace
+from toymodels.objectives import (
+    ModuleObjective,
+    Objective,
+    PotentialObjective,
+    Posterior,
+    default_nbeta,
+    make_posterior,
+    parameter_mask,
+)
 from toymodels.estimators.relaxation import Relaxation, relax
-from toymodels.sampling.driver import DivergenceError, SamplingInterrupted, SamplingTrace, run_chains, run_sgld
-from toymodels.sampling.sgld import SGLDHyperparameters, SGLDInfo, sgld_hyperparameters_from_scales, sgld_step
+from toymodels.sampling import DivergenceError, SamplingInterrupted, SamplingTrace, run_chains, run_sgld
+from toymodels.sampling import SGLDHyperparameters, SGLDInfo, sgld_hyperparameters_from_scales, sgld_step
 from toymodels.estimators.susceptibility import (
     FiniteDifferenceResult,
     PrincipalComponents,
@@ -71,6 +80,9 @@ __all__ = [
     "default_nbeta",
     "estimate_llc",
     "llc_from_trace",
+    "llc_draws",
+    "Posterior",
+    "make_posterior",
     "parameter_mask",
     "run_sgld",
     "sgld_hyperparameters_from_scales",
