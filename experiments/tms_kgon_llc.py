@@ -37,7 +37,7 @@ from theory.tms import (
 )
 from experiments.common import ExperimentConfig, output_paths, run, uses_threads, write_json
 from toymodels import estimate_llc, llc_from_trace
-from toymodels.estimators.escape import escaped_chains, without_chains
+from toymodels import escaped_chains, without_chains
 from toymodels.models.tms import kgon_labels, population_loss
 
 

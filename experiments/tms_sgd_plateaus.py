@@ -28,7 +28,7 @@ import torch
 
 from experiments.common import ExperimentConfig, output_paths, run, uses_threads, write_json
 from theory.tms import flatten_params, kgon_critical_point, known_plateau_losses
-from toymodels.estimators.points import llc_at_points
+from toymodels import llc_at_points
 from toymodels.models.tms import (
     empirical_loss,
     empirical_loss_gradient,

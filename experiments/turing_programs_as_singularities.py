@@ -54,7 +54,6 @@ from theory.turing import (
     detect_a_task,
     learning_coefficient_at_vertex,
     machine_pairs,
-    output_probability_polynomial,
     single_step_llc,
 )
 from toymodels import LLCResult, estimate_llc

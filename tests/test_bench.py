@@ -7,14 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from experiments.bench_llc import Config, format_table, main, network_problem
-from toymodels.objectives.objective import (
-    CompiledLossAndGrad,
-    ModuleObjective,
-    _bmm_for_small_or_shared,
-    _bmm_samples_innermost,
-)
-from toymodels.sampling.driver import run_sgld
-from toymodels.sampling.sgld import SGLDHyperparameters
+from toymodels.objectives import CompiledLossAndGrad, ModuleObjective
+from toymodels.objectives.compiled import bmm_for_small_or_shared as _bmm_for_small_or_shared
+from toymodels.objectives.compiled import bmm_samples_innermost as _bmm_samples_innermost
+from toymodels.sampling import SGLDHyperparameters, run_sgld
 
 
 def test_smoke_bench_llc(tmp_path):

@@ -208,7 +208,7 @@ def test_calibration_chains_start_on_chain_init():
 def test_slowly_mixing_grid_points_from_relaxed_chains_enter_the_fit():
     """Excluding every grid point with R-hat > 1.1 left a tanh MLP's fit with one point at +25 %
     bias, which was then chosen; relaxed, slowly mixing points with a real ESS now count."""
-    from toymodels.estimators.calibration import _usable
+    from toymodels.estimators.calibration.runs import usable as _usable
 
     row = dict(kept_chains=32, diverged_chains=0, rhat=1.2, ess=120.0, started_relaxed=True)
     assert _usable(row)

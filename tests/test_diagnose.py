@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from toymodels import estimate_llc
-from toymodels.estimators.diagnose import ESCAPE_FRACTION, diagnose
+from toymodels import ESCAPE_FRACTION, diagnose
 from toymodels.models.potentials import normal_crossing_potential, quadratic_potential
 
 F64 = torch.float64

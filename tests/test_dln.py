@@ -30,10 +30,9 @@ from toymodels.models.dln import (
     teacher_from_product,
     unflatten_layers,
 )
-from toymodels.objectives.objective import Objective, PotentialObjective
+from toymodels.objectives import Objective, PotentialObjective
 from toymodels.models.potentials import quadratic_potential
-from toymodels.sampling.driver import run_chains
-from toymodels.sampling.sgld import SGLDHyperparameters
+from toymodels.sampling import SGLDHyperparameters, run_chains
 
 F64 = torch.float64
 

@@ -8,6 +8,8 @@ import inside a function only hides a circle):
   ``validation`` < ``cli`` (the validation registry is the one place that may import both
   ``theory`` and the estimators);
 * no module imports another module's private name (``_x``).
+
+Imports under ``if TYPE_CHECKING:`` (annotations only, never executed) are not counted.
 """
 
 import ast
@@ -36,7 +38,14 @@ def _imports(path: Path) -> list[tuple[str, list[str]]]:
     name = _module_name(path)
     package = name if path.stem == "__init__" else name.rpartition(".")[0]
     out = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    # imports under `if TYPE_CHECKING:` are for annotations only and never run
+    type_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                 and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+                 for stmt in node.body for n in ast.walk(stmt)}
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         if isinstance(node, ast.Import):
             out += [(alias.name, []) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):

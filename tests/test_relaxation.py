@@ -5,7 +5,7 @@ import torch
 
 from toymodels import SGLDHyperparameters, relax
 from toymodels.estimators.calibration import Schedule
-from toymodels.objectives.objective import PotentialObjective
+from toymodels.objectives import PotentialObjective
 from toymodels.estimators.relaxation import block_change, settled
 
 F64 = torch.float64

@@ -12,7 +12,6 @@ from toymodels import SGLDHyperparameters, chain_diagnostics, estimate_llc, run_
 from toymodels.models.potentials import normal_crossing_potential, quadratic_potential
 from toymodels.objectives import ModuleObjective, PotentialObjective
 from toymodels.sampling import (
-    MALA,
     SGLD,
     SGNHT,
     ChainHyperparameters,

@@ -2,12 +2,11 @@
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from toymodels import SGLDHyperparameters, chain_diagnostics, run_sgld, sgld_hyperparameters_from_scales, sgld_step
-from toymodels.objectives.objective import PotentialObjective
+from toymodels.objectives import PotentialObjective
 from toymodels.models.potentials import quadratic_potential
 
 

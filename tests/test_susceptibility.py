@@ -29,9 +29,9 @@ from theory.susceptibility import (
     singular_energy_variance,
 )
 from toymodels import SGLDHyperparameters, estimate_llc
-from toymodels.objectives.objective import ModuleObjective
+from toymodels.objectives import ModuleObjective
 from toymodels.models.potentials import normal_crossing_potential, quadratic_potential
-from toymodels.sampling.driver import SamplingTrace
+from toymodels.sampling import SamplingTrace
 from toymodels.estimators.susceptibility import (
     bayesian_influence,
     component_llcs,

@@ -20,8 +20,7 @@ from scipy.spatial import ConvexHull
 
 from theory import tms as T
 from theory.regular import localized_llc
-from toymodels.estimators.escape import escaped_chains, without_chains
-from toymodels.estimators.points import llc_at_points
+from toymodels import escaped_chains, llc_at_points, without_chains
 from toymodels.models.tms import (
     ChenTMS,
     ElhageTMS,

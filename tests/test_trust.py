@@ -24,7 +24,7 @@ from toymodels import (
     estimate_llc,
     run_sgld,
 )
-from toymodels.objectives.objective import PotentialObjective
+from toymodels.objectives import PotentialObjective
 from toymodels.models.potentials import normal_crossing_potential
 
 F64 = torch.float64

@@ -1,27 +1,23 @@
 """toymodels: toy models of Singular Learning Theory and the estimators validated on them.
 
-The public surface is re-exported here; everything else is private.
+The public surface is what this module lists in ``__all__``; every other name is private to its
+module. The layers, bottom up (``docs/architecture.md``):
+
+* :mod:`toymodels.objectives` — what the samplers evaluate, and the :class:`Posterior`;
+* :mod:`toymodels.sampling` — kernels, the driver, adaptation, tempering, traces;
+* :mod:`toymodels.estimators` — LLC, calibration, relaxation, susceptibilities, diagnosis;
+* :mod:`toymodels.models` — potentials, TMS, DLN, Turing machines, ICL, the transformer;
+* :mod:`toymodels.validation` — the exact cases behind ``toymodels validate``.
 """
 
-from toymodels.sampling import kernels as samplers
 from toymodels.estimators.calibration import CalibrationChoice, CalibrationResult, Schedule, calibrate
 from toymodels.estimators.diagnose import Diagnosis, Finding, diagnose, plot_diagnostics
 from toymodels.estimators.diagnostics import chain_diagnostics
-from toymodels.sampling import MALA, SGLD, SGNHT, ChainHyperparameters, RMSPropSGLD, make_sampler, mala_log_acceptance
+from toymodels.estimators.escape import ESCAPE_FRACTION, escaped_chains, without_chains
 from toymodels.estimators.llc import estimate_llc
 from toymodels.estimators.llc_result import LLCResult, llc_draws, llc_from_trace
-from toymodels.objectives import (
-    ModuleObjective,
-    Objective,
-    PotentialObjective,
-    Posterior,
-    default_nbeta,
-    make_posterior,
-    parameter_mask,
-)
+from toymodels.estimators.points import PointLLC, llc_at_points
 from toymodels.estimators.relaxation import Relaxation, relax
-from toymodels.sampling import DivergenceError, SamplingInterrupted, SamplingTrace, run_chains, run_sgld
-from toymodels.sampling import SGLDHyperparameters, SGLDInfo, sgld_hyperparameters_from_scales, sgld_step
 from toymodels.estimators.susceptibility import (
     FiniteDifferenceResult,
     PrincipalComponents,
@@ -35,56 +31,55 @@ from toymodels.estimators.susceptibility import (
     susceptibilities,
     susceptibilities_from_trace,
 )
+from toymodels.objectives import (
+    ModuleObjective,
+    Objective,
+    PotentialObjective,
+    Posterior,
+    default_nbeta,
+    make_posterior,
+    parameter_mask,
+)
+from toymodels.sampling import (
+    MALA,
+    SGLD,
+    SGNHT,
+    ChainHyperparameters,
+    DivergenceError,
+    RMSPropSGLD,
+    SamplingInterrupted,
+    SamplingTrace,
+    SGLDHyperparameters,
+    SGLDInfo,
+    TemperedSamples,
+    anneal,
+    make_sampler,
+    mala_log_acceptance,
+    parallel_tempering,
+    run_chains,
+    run_sgld,
+    sgld_hyperparameters_from_scales,
+    sgld_step,
+)
+from toymodels.sampling import kernels as samplers
 
 __all__ = [
-    "CalibrationChoice",
-    "CalibrationResult",
-    "Schedule",
-    "Relaxation",
-    "relax",
-    "SamplingInterrupted",
-    "ChainHyperparameters",
-    "Diagnosis",
-    "Finding",
-    "MALA",
-    "RMSPropSGLD",
-    "SGLD",
-    "SGNHT",
-    "calibrate",
-    "diagnose",
-    "make_sampler",
-    "mala_log_acceptance",
-    "plot_diagnostics",
-    "run_chains",
-    "samplers",
-    "DivergenceError",
-    "FiniteDifferenceResult",
+    # the posterior and what it is built from
+    "Posterior", "make_posterior", "default_nbeta", "Objective", "PotentialObjective",
+    "ModuleObjective", "parameter_mask",
+    # estimators
+    "estimate_llc", "LLCResult", "llc_from_trace", "llc_draws", "llc_at_points", "PointLLC",
+    "calibrate", "CalibrationResult", "CalibrationChoice", "Schedule", "relax", "Relaxation",
+    "susceptibilities", "susceptibilities_from_trace", "bayesian_influence",
+    "finite_difference_response", "component_llcs", "restricted_potential", "module_loss_function",
+    "per_sample_loss_function", "SusceptibilityResult", "FiniteDifferenceResult",
     "PrincipalComponents",
-    "SusceptibilityResult",
-    "bayesian_influence",
-    "component_llcs",
-    "finite_difference_response",
-    "module_loss_function",
-    "per_sample_loss_function",
-    "restricted_potential",
-    "susceptibilities",
-    "susceptibilities_from_trace",
-    "LLCResult",
-    "ModuleObjective",
-    "Objective",
-    "PotentialObjective",
-    "SGLDHyperparameters",
-    "SGLDInfo",
-    "SamplingTrace",
-    "chain_diagnostics",
-    "default_nbeta",
-    "estimate_llc",
-    "llc_from_trace",
-    "llc_draws",
-    "Posterior",
-    "make_posterior",
-    "parameter_mask",
-    "run_sgld",
-    "sgld_hyperparameters_from_scales",
-    "sgld_step",
+    # diagnosis
+    "diagnose", "Diagnosis", "Finding", "plot_diagnostics", "chain_diagnostics", "escaped_chains",
+    "without_chains", "ESCAPE_FRACTION",
+    # sampling
+    "run_chains", "run_sgld", "SamplingTrace", "DivergenceError", "SamplingInterrupted",
+    "SGLDHyperparameters", "ChainHyperparameters", "sgld_hyperparameters_from_scales", "sgld_step",
+    "SGLDInfo", "SGLD", "SGNHT", "RMSPropSGLD", "MALA", "make_sampler", "samplers",
+    "mala_log_acceptance", "parallel_tempering", "anneal", "TemperedSamples",
 ]

@@ -41,11 +41,10 @@ from pathlib import Path
 import numpy as np
 
 from toymodels.estimators.diagnostics import chain_diagnostics
+from toymodels.estimators.escape import ESCAPE_FRACTION
 
 __all__ = ["Finding", "Diagnosis", "diagnose", "plot_diagnostics", "ESCAPE_FRACTION"]
 
-#: a chain with more than this fraction of draws below L(w*) has escaped (Chen et al.'s criterion)
-ESCAPE_FRACTION = 0.05
 
 
 @dataclass

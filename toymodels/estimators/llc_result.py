@@ -21,6 +21,7 @@ import numpy as np
 
 from toymodels.estimators.diagnose import diagnose, plot_diagnostics
 from toymodels.estimators.diagnostics import chain_diagnostics
+from toymodels.estimators.escape import fraction_below_init
 from toymodels.sampling import SamplingTrace
 
 __all__ = ["LLCResult", "llc_draws", "llc_from_trace"]
@@ -196,7 +197,7 @@ def llc_from_trace(trace: SamplingTrace, *, nbeta_source: str = "given", batch_s
         divergence_steps=trace.divergence_steps,
         seconds=trace.seconds,
         sampler=trace.sampler,
-        fraction_below_init=(trace.loss < trace.init_loss).mean(axis=1),
+        fraction_below_init=fraction_below_init(trace.loss, trace.init_loss),
         acceptance_rate=acceptance_rate,
         mala_acceptance=mala_acceptance,
         trace=trace,

@@ -18,6 +18,7 @@ import torch
 
 from toymodels.estimators.diagnostics import chain_diagnostics
 from toymodels.estimators.escape import ESCAPE_FRACTION, escaped
+from toymodels.estimators.llc_result import llc_draws
 from toymodels.objectives import Objective
 from toymodels.sampling import SGLDHyperparameters, run_chains
 
@@ -104,13 +105,13 @@ def llc_at_points(loss_fn: Callable[[torch.Tensor], torch.Tensor], centers: torc
     loss = trace.loss.reshape(num_points, num_chains, -1)
     init = np.asarray(trace.init_loss).reshape(num_points, num_chains)[:, 0]
     out = escaped(loss, init[:, None], escape_fraction)
-    llc_draws = nbeta * (loss - init[:, None, None])
-    per_chain = llc_draws.mean(-1)
+    draws = llc_draws(nbeta, loss, init[:, None, None])
+    per_chain = draws.mean(-1)
     means, mcses = [], []
     for p in range(num_points):
         keep = ~out[p] if (~out[p]).sum() >= 2 else np.ones(num_chains, dtype=bool)
         means.append(per_chain[p, keep].mean())
-        mcses.append(chain_diagnostics(llc_draws[p, keep])["mcse"])
+        mcses.append(chain_diagnostics(draws[p, keep])["mcse"])
     return PointLLC(llc_mean=np.array(means), mcse=np.array(mcses), llc_mean_all=per_chain.mean(-1),
                     llc_per_chain=per_chain, init_loss=init, loss=loss, escaped=out, hyper=hyper,
                     seconds=trace.seconds)

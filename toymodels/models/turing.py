@@ -87,7 +87,7 @@ import numpy as np
 import torch
 
 from toymodels.objectives import PotentialObjective
-from toymodels.sampling.tempering import anneal, geometric_ladder
+from toymodels.sampling import anneal, geometric_ladder
 
 __all__ = ["NoisyCodePotential", "annealed_chain_init"]
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import TYPE_CHECKING
 
 import torch
 from torch.func import functional_call, vmap
 
 from toymodels.objectives.fx_passes import sink_transposes, split_merged_views
 
-# ``ModuleObjective`` appears in annotations only (never evaluated): its module imports this one
+if TYPE_CHECKING:  # annotations only: the module of ModuleObjective imports this one
+    from toymodels.objectives.module import ModuleObjective
 
 __all__ = ["CompiledLossAndGrad", "bmm_for_small_or_shared", "bmm_samples_innermost",
            "samples_innermost"]

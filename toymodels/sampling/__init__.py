@@ -23,6 +23,7 @@ from toymodels.sampling.hyper import (
 from toymodels.sampling.integrator import Evaluation, Target, mala_log_acceptance, potential_and_force
 from toymodels.sampling.kernels import MALA, SAMPLERS, SGLD, SGNHT, RMSPropSGLD, make_sampler
 from toymodels.sampling.sgld import SGLDInfo, sgld_step
+from toymodels.sampling.tempering import TemperedSamples, anneal, geometric_ladder, parallel_tempering
 from toymodels.sampling.trace import DivergenceError, SamplingInterrupted, SamplingTrace
 
 __all__ = [
@@ -32,5 +33,6 @@ __all__ = [
     "Evaluation", "Target", "mala_log_acceptance", "potential_and_force",
     "MALA", "SAMPLERS", "SGLD", "SGNHT", "RMSPropSGLD", "make_sampler",
     "SGLDInfo", "sgld_step",
+    "TemperedSamples", "anneal", "geometric_ladder", "parallel_tempering",
     "DivergenceError", "SamplingInterrupted", "SamplingTrace",
 ]

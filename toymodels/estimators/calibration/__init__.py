@@ -48,7 +48,6 @@ from toymodels.estimators.calibration.bias import choose_step_size, fit_step_siz
 from toymodels.estimators.calibration.result import CalibrationChoice, CalibrationResult, Schedule
 from toymodels.estimators.calibration.rule import RULE, SAMPLER_NAMES, calibrate
 from toymodels.estimators.calibration.runs import MAX_GRID_RHAT_RELAXED, MIN_GRID_ESS
-from toymodels.estimators.calibration.runs import usable as _usable  # noqa: F401 - tests use this name
 
 __all__ = ["CalibrationResult", "CalibrationChoice", "Schedule", "calibrate", "fit_step_size_bias",
            "choose_step_size", "relative_bias", "RULE", "SAMPLER_NAMES", "MIN_GRID_ESS",

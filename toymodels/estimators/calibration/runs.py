@@ -13,6 +13,7 @@ import torch
 
 from toymodels.estimators.calibration.bias import fit_step_size_bias
 from toymodels.estimators.diagnostics import chain_diagnostics
+from toymodels.estimators.escape import fraction_below_init
 from toymodels.estimators.llc_result import llc_draws
 from toymodels.sampling import SGLDHyperparameters, run_chains
 
@@ -178,7 +179,7 @@ def _group_row_unchecked(trace, sel, nbeta, gamma, eps, stage, full_batch, reque
                                                     "ess": float("nan")}
     row.update(llc_mean=float(llc.mean()), mcse=diag["mcse"], rhat=diag["rhat"], ess=diag["ess"],
                sd=float(llc.std()),
-               fraction_below_init=float((trace.loss[sel] < trace.init_loss).mean()))
+               fraction_below_init=float(fraction_below_init(trace.loss[sel], trace.init_loss).mean()))
     noise2 = float((trace.noise_norm[sel] ** 2).mean())
     # drift-to-noise ratio squared: the Gaussian step-size bias x/(1 − x) (toymodels.estimators.diagnose)
     drift2 = float((trace.drift_norm[sel] ** 2).mean())

@@ -7,8 +7,10 @@ from collections.abc import Sequence
 
 import torch
 
+from toymodels.estimators.llc_result import llc_from_trace
 from toymodels.models.dln.data import DLNObjective, SufficientStatistics
 from toymodels.models.dln.network import check_widths, product_matrix
+from toymodels.sampling import SGLDHyperparameters, run_sgld
 
 
 def gauss_newton_eigenvalues(widths: Sequence[int], w: torch.Tensor, input_cov: torch.Tensor,
@@ -75,7 +77,7 @@ def estimate_dln_llc(widths: Sequence[int], center: torch.Tensor, stats: Suffici
     ``burnin_fraction`` of it discarded: the dead units of a DLN reach their inner equilibrium
     (weights of order ``(nβ)^{-1/(2L)}``) after a diffusion time of order 0.1 whatever ``ε`` is.
 
-    ``sampler="mala"`` (default) runs :class:`toymodels.sampling.kernels.MALA` at that fixed ε (the SGLD
+    ``sampler="mala"`` (default) runs :class:`toymodels.MALA` at that fixed ε (the SGLD
     proposal with a Metropolis test, whose stationary law is exact; a DLN needs it: chains spread
     along the flat directions of the fiber ``{P(w) = P*}`` into regions many times stiffer than
     ``w*``, where a step size set at ``w*`` biases SGLD upwards); ``"sgld"`` runs plain SGLD (:func:`toymodels.run_sgld`), which
@@ -84,10 +86,6 @@ def estimate_dln_llc(widths: Sequence[int], center: torch.Tensor, stats: Suffici
     Returns a :class:`toymodels.LLCResult`; for MALA, ``result.trace.records["accepted"]``
     holds the acceptance indicators (chains × draws).
     """
-    from toymodels.estimators.llc import llc_from_trace
-    from toymodels.sampling import run_sgld
-    from toymodels.sampling import SGLDHyperparameters
-
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     if not (diffusion_time > 0):

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from toymodels.objectives import PotentialObjective
-from toymodels.sampling.tempering import TemperedSamples, parallel_tempering
+from toymodels.sampling import TemperedSamples, parallel_tempering
 
 __all__ = ["TemperedPosteriorSamples", "standard_normal_log_prior", "tempered_posterior_mala"]
 
