@@ -28,7 +28,7 @@ Stages, read from the loss as the paper does from its curves:
 
 The loss is evaluated with the exact ridge risk as a control variate. At M = ∞ ridge is the posterior
 mean, so for any predictor f of the context ``E(f − y)² = R_ridge(k) + E(f − ridge)²`` at every
-position k (the cross term vanishes; tested in tests/test_icl.py). The loss per position is therefore
+position k (the cross term vanishes; tested in tests/models/test_icl.py). The loss per position is therefore
 reported as the exact ``R_ridge(k)`` (``theory.icl``) plus the Monte-Carlo mean of ``(f − ridge)²`` on
 a fixed evaluation set, whose only noise is that of the excess; at position 1 (ridge predicts 0)
 this is ``D + σ² + E f(x_1)²``. The plain Monte-Carlo loss is reported beside it.

@@ -11,6 +11,7 @@ masks), ``compiled`` (:class:`CompiledLossAndGrad`), ``fx_passes`` (its graph re
 from toymodels.objectives.base import Objective, PotentialObjective
 from toymodels.objectives.compiled import CompiledLossAndGrad
 from toymodels.objectives.module import (
+    FlatModule,
     AUTO_COMPILE_AFTER_SECONDS,
     ModuleObjective,
     check_module_contracts,
@@ -31,6 +32,7 @@ from toymodels.objectives.posterior import (
 )
 
 __all__ = [
+    "FlatModule",
     "AUTO_COMPILE_AFTER_SECONDS", "CompiledLossAndGrad", "ModuleObjective", "Objective",
     "PotentialObjective", "check_module_contracts", "data_from_loader", "default_nbeta",
     "make_objective", "parameter_mask", "resolve_mask",

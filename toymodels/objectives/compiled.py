@@ -13,7 +13,7 @@ import warnings
 from typing import TYPE_CHECKING
 
 import torch
-from torch.func import functional_call, vmap
+from torch.func import vmap
 
 from toymodels.objectives.fx_passes import sink_transposes, split_merged_views
 
@@ -205,8 +205,7 @@ class _LossOne:
 
     def __call__(self, w, x, y):
         o = self.objective
-        out = functional_call(o.model, (o.unflatten(w), o.frozen, o.buffers), (x,))
-        return o.loss_fn(out, y).reshape(())
+        return o.loss_fn(o.flat(w, x), y).reshape(())
 
 
 def bmm_for_small_or_shared(a: torch.Tensor, b: torch.Tensor):

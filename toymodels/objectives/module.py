@@ -19,13 +19,54 @@ from torch.func import functional_call, vmap
 from toymodels.objectives.base import Objective, check_precision
 from toymodels.objectives.compiled import CompiledLossAndGrad
 
-__all__ = ["ModuleObjective", "check_module_contracts", "parameter_mask", "data_from_loader",
+__all__ = ["FlatModule", "ModuleObjective", "check_module_contracts", "parameter_mask", "data_from_loader",
            "AUTO_COMPILE_AFTER_SECONDS"]
 
 # "auto" compiles once the eager calls amount to this much estimated work: with compilation
 # taking a few seconds (tens on a loaded machine with a cold cache), a run that stops sooner
 # never pays for it, and a longer one spends at most a fraction of its time compiling.
 AUTO_COMPILE_AFTER_SECONDS = 15.0
+
+
+class FlatModule:
+    """A network as a function of one flat vector of its trainable parameters: ``(w, x) -> model_w(x)``.
+
+    The flat layout is the sampler's: the trainable parameters in ``named_parameters()`` order,
+    each flattened; frozen parameters and buffers are taken as they are. The forward pass is
+    ``torch.func.functional_call``, so it can be ``vmap``-ed over chains and differentiated in
+    ``w``. Every path that evaluates a network at a flat vector (the objective, its compiled
+    kernel, the susceptibilities' observables) goes through this one adapter.
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        if not named:
+            raise ValueError("model has no trainable parameters to sample")
+        self.model = model
+        self.names = [name for name, _ in named]
+        self.shapes = [p.shape for _, p in named]
+        self.numels = [p.numel() for _, p in named]
+        self.dtype = named[0][1].dtype
+        self.frozen = {name: p.detach() for name, p in model.named_parameters() if not p.requires_grad}
+        self.buffers = {name: b.detach() for name, b in model.named_buffers()}
+
+    def center(self) -> torch.Tensor:
+        """The model's current parameters as one flat vector ``(d,)`` (a copy)."""
+        named = dict(self.model.named_parameters())
+        return torch.cat([named[n].detach().reshape(-1) for n in self.names]).clone()
+
+    def unflatten(self, w: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Split one flat vector ``(d,)`` into the module's named parameter tensors (views)."""
+        out, start = {}, 0
+        for name, shape, numel in zip(self.names, self.shapes, self.numels):
+            out[name] = w[start : start + numel].view(shape)
+            start += numel
+        return out
+
+    def __call__(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.model, (self.unflatten(w), self.frozen, self.buffers), (x,))
 
 
 class ModuleObjective(Objective):
@@ -86,16 +127,11 @@ class ModuleObjective(Objective):
                 raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
             if batch_size >= n:
                 batch_size = None  # a minibatch as large as the data is the full batch
-        named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-        if not named:
-            raise ValueError("model has no trainable parameters to sample")
-        check_precision(named[0][1].dtype, "the model's parameters")
-        self.names = [name for name, _ in named]
-        self.shapes = [p.shape for _, p in named]
-        self.numels = [p.numel() for _, p in named]
-        self.center = torch.cat([p.detach().reshape(-1) for _, p in named]).clone()
-        self.buffers = {name: b.detach() for name, b in model.named_buffers()}
-        self.frozen = {name: p.detach() for name, p in model.named_parameters() if not p.requires_grad}
+        self.flat = FlatModule(model)
+        check_precision(self.flat.dtype, "the model's parameters")
+        self.names, self.shapes, self.numels = self.flat.names, self.flat.shapes, self.flat.numels
+        self.frozen, self.buffers = self.flat.frozen, self.flat.buffers
+        self.center = self.flat.center()
         self.model = model
         self.inputs = inputs
         self.targets = targets
@@ -104,8 +140,7 @@ class ModuleObjective(Objective):
         self.num_samples = n
 
         def loss_one(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            out = functional_call(self.model, (self.unflatten(w), self.frozen, self.buffers), (x,))
-            return self.loss_fn(out, y).reshape(())
+            return self.loss_fn(self.flat(w, x), y).reshape(())
 
         self._full = vmap(loss_one, in_dims=(0, None, None))
         self._mini = vmap(loss_one, in_dims=(0, 0, 0))
@@ -119,11 +154,7 @@ class ModuleObjective(Objective):
 
     def unflatten(self, w: torch.Tensor) -> dict[str, torch.Tensor]:
         """Split one flat vector ``(d,)`` into the module's named parameter tensors (views)."""
-        out, start = {}, 0
-        for name, shape, numel in zip(self.names, self.shapes, self.numels):
-            out[name] = w[start : start + numel].view(shape)
-            start += numel
-        return out
+        return self.flat.unflatten(w)
 
     def _minibatch(self, num_chains: int, generator: torch.Generator | None):
         """Each chain's minibatch ``(num_chains, b, ...)``, drawn uniformly with replacement."""

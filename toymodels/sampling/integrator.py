@@ -23,7 +23,7 @@ import torch
 
 from toymodels.sampling.hyper import ChainHyperparameters
 
-__all__ = ["Evaluation", "Target", "norm", "potential_and_force", "langevin_move",
+__all__ = ["Evaluation", "Target", "evaluate_then_noise", "norm", "potential_and_force", "langevin_move",
            "mala_log_acceptance", "acceptance_probability", "drift_terms"]
 
 
@@ -46,6 +46,15 @@ class Target(NamedTuple):
     evaluate: Callable[[torch.Tensor, bool], Evaluation]
     center: torch.Tensor  #: (d,) w*, or (C, d) one centre per chain
     mask: torch.Tensor | None  #: (d,) float 0/1, or None (every coordinate moves)
+
+
+def evaluate_then_noise(target: Target, position: torch.Tensor, generator: torch.Generator,
+                        with_log_prior: bool = False) -> tuple[Evaluation, torch.Tensor]:
+    """The evaluation at ``position`` (its minibatch drawn first), then standard normals ``ξ`` of
+    the position's shape: the order in which every gradient kernel draws its random numbers."""
+    evaluation = target.evaluate(position, with_log_prior)
+    noise = torch.randn(position.shape, generator=generator, dtype=position.dtype, device=position.device)
+    return evaluation, noise
 
 
 def norm(x: torch.Tensor) -> torch.Tensor:

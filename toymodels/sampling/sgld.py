@@ -28,6 +28,7 @@ from toymodels.sampling.integrator import (
     Target,
     acceptance_probability,
     drift_terms,
+    evaluate_then_noise,
     langevin_move,
     norm,
     potential_and_force,
@@ -89,9 +90,8 @@ class SGLD:
         ``record=False`` (a step whose info nobody reads, and whose successor is not recorded
         either) the diagnostics are skipped: the move is the same."""
         position = state.position
-        evaluation = target.evaluate(position, self.mala_diagnostic and record)
-        noise = torch.randn(position.shape, generator=generator, dtype=position.dtype,
-                            device=position.device)
+        evaluation, noise = evaluate_then_noise(target, position, generator,
+                                                self.mala_diagnostic and record)
         return self.transition(state, evaluation, noise, hyper, target.center, target.mask, record)
 
     def transition(self, state: SGLDState, evaluation: Evaluation, noise: torch.Tensor,

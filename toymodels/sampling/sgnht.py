@@ -8,7 +8,14 @@ from typing import NamedTuple
 import torch
 
 from toymodels.sampling.hyper import ChainHyperparameters
-from toymodels.sampling.integrator import Evaluation, Target, drift_terms, norm, potential_and_force
+from toymodels.sampling.integrator import (
+    Evaluation,
+    Target,
+    drift_terms,
+    evaluate_then_noise,
+    norm,
+    potential_and_force,
+)
 
 __all__ = ["SGNHT", "SGNHTState", "SGNHTInfo"]
 
@@ -99,9 +106,7 @@ class SGNHT:
     def step(self, state: SGNHTState, target: Target, hyper: ChainHyperparameters,
              generator: torch.Generator, record: bool = True) -> tuple[SGNHTState, SGNHTInfo]:
         """Evaluate at the position (the minibatch first), draw ``ζ``, move."""
-        evaluation = target.evaluate(state.position, False)
-        noise = torch.randn(state.position.shape, generator=generator, dtype=state.position.dtype,
-                            device=state.position.device)
+        evaluation, noise = evaluate_then_noise(target, state.position, generator)
         return self.transition(state, evaluation, noise, hyper, target.center, target.mask)
 
     def transition(self, state: SGNHTState, evaluation: Evaluation, noise: torch.Tensor,

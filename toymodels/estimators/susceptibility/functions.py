@@ -7,9 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch.func import functional_call
 
-from toymodels.objectives import check_mask
+from toymodels.objectives import FlatModule, check_mask
 
 __all__ = ["module_loss_function", "per_sample_loss_function", "restricted_potential",
            "ModuleFunction"]
@@ -48,14 +47,7 @@ class ModuleFunction:
         if inputs.shape[0] != targets.shape[0] or inputs.shape[0] == 0:
             raise ValueError(f"inputs and targets must be non-empty with the same length, got "
                              f"{inputs.shape[0]} and {targets.shape[0]}")
-        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        if not named:
-            raise ValueError("model has no trainable parameters")
-        self.names = [n for n, _ in named]
-        self.shapes = [p.shape for _, p in named]
-        self.numels = [p.numel() for _, p in named]
-        self.frozen = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
-        self.buffers = {n: b.detach() for n, b in model.named_buffers()}
+        self.flat = FlatModule(model)
         self.model, self.inputs, self.targets, self.loss_fn = model, inputs, targets, loss_fn
         with torch.no_grad():
             value = loss_fn(model(inputs), targets)
@@ -66,12 +58,7 @@ class ModuleFunction:
             raise ValueError(f"the loss must return {what} = {expected}, got {shape}")
 
     def __call__(self, w: torch.Tensor) -> torch.Tensor:
-        params, start = {}, 0
-        for name, shape, numel in zip(self.names, self.shapes, self.numels):
-            params[name] = w[start : start + numel].view(shape)
-            start += numel
-        out = functional_call(self.model, (params, self.frozen, self.buffers), (self.inputs,))
-        return self.loss_fn(out, self.targets)
+        return self.loss_fn(self.flat(w, self.inputs), self.targets)
 
 
 

@@ -13,7 +13,7 @@ import torch
 from experiments import tms_superposition
 from experiments.common import ExperimentConfig, output_paths, parse, run, uses_threads
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "experiments").glob("*.py")
                      if p.stem not in ("__init__", "common"))
 #: library packages whose inner modules are private: a name they export is imported from them
