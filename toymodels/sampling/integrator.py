@@ -23,7 +23,7 @@ import torch
 
 from toymodels.sampling.hyper import ChainHyperparameters
 
-__all__ = ["Evaluation", "Target", "evaluate_then_noise", "norm", "potential_and_force", "langevin_move",
+__all__ = ["Evaluation", "Target", "evaluate_then_noise", "norm", "force", "potential", "potential_and_force", "langevin_move",
            "mala_log_acceptance", "acceptance_probability", "drift_terms"]
 
 
@@ -62,28 +62,41 @@ def norm(x: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(x, dim=-1)
 
 
-def potential_and_force(position: torch.Tensor, evaluation: Evaluation, center: torch.Tensor,
-                        hyper: ChainHyperparameters, mask: torch.Tensor | None = None,
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``U(w)`` ``(C,)`` and ``F(w) = ∇U(w)`` ``(C, d)`` (formulas in the module docstring).
+def force(position: torch.Tensor, evaluation: Evaluation, center: torch.Tensor,
+          hyper: ChainHyperparameters, mask: torch.Tensor | None = None,
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``F(w) = nβ ∇L + γ (w − w*) − ∇log φ`` ``(C, d)``, and the offset ``w − w*`` it used.
 
-    With a ``mask`` the force is zero on the frozen coordinates and the localization energy counts
-    only the moving ones (the frozen ones sit at ``w*``; they would add a constant). The prior's
-    value enters ``U`` when the evaluation has it.
+    With a ``mask`` both are zero on the frozen coordinates (they sit at ``w*``).
     """
     offset = position - center
     if mask is not None:
         offset = offset * mask
-    force = hyper.nbeta * evaluation.grad + hyper.localization * offset
+    f = hyper.nbeta * evaluation.grad + hyper.localization * offset
     if evaluation.grad_log_prior is not None:
-        force = force - evaluation.grad_log_prior
+        f = f - evaluation.grad_log_prior
     if mask is not None:
-        force = force * mask
+        f = f * mask
+    return f, offset
+
+
+def potential(offset: torch.Tensor, evaluation: Evaluation, hyper: ChainHyperparameters) -> torch.Tensor:
+    """``U(w) = nβ L + γ/2 ||w − w*||² − log φ`` ``(C,)`` from the offset :func:`force` returned
+    (masked: the frozen coordinates would add a constant); the prior's value enters when the
+    evaluation has it."""
     energy = (hyper.nbeta.squeeze(-1) * evaluation.loss
               + 0.5 * hyper.localization.squeeze(-1) * (offset * offset).sum(-1))
     if evaluation.log_prior is not None:
         energy = energy - evaluation.log_prior
-    return energy, force
+    return energy
+
+
+def potential_and_force(position: torch.Tensor, evaluation: Evaluation, center: torch.Tensor,
+                        hyper: ChainHyperparameters, mask: torch.Tensor | None = None,
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``U(w)`` ``(C,)`` and ``F(w) = ∇U(w)`` ``(C, d)`` (formulas in the module docstring)."""
+    f, offset = force(position, evaluation, center, hyper, mask)
+    return potential(offset, evaluation, hyper), f
 
 
 def langevin_move(position: torch.Tensor, force: torch.Tensor, noise: torch.Tensor,
@@ -133,14 +146,19 @@ def acceptance_probability(log_r: torch.Tensor) -> torch.Tensor:
 
 
 def drift_terms(position: torch.Tensor, grad: torch.Tensor, center: torch.Tensor,
-                hyper: ChainHyperparameters, scale: torch.Tensor,
-                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                hyper: ChainHyperparameters, scale: torch.Tensor, mask: torch.Tensor | None = None,
+                grad_norm: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(||w − w*||, ||scale·nβ ∇L||, ||scale·γ (w − w*)||)`` per chain: how much of the move is
-    the loss's and how much the localization's (``scale`` is ``ε/2``, or ``(ε/2) G`` when
-    preconditioned)."""
+    the loss's and how much the localization's (``scale`` is ``ε/2`` as ``(C, 1)``, or ``(ε/2) G``
+    ``(C, d)`` when preconditioned). With a per-chain scale, no mask and ``grad_norm`` given, the
+    norms are multiples of ``||∇L||`` and ``||w − w*||`` (no ``(C, d)`` work)."""
     offset = position - center
+    distance = norm(offset)
+    if mask is None and grad_norm is not None and scale.shape[-1] == 1:
+        return (distance, (scale * hyper.nbeta).squeeze(-1) * grad_norm,
+                (scale * hyper.localization).squeeze(-1) * distance)
     grad_term = scale * (hyper.nbeta * grad)
     loc_term = scale * (hyper.localization * offset)
     if mask is not None:
         grad_term, loc_term = grad_term * mask, loc_term * mask
-    return norm(offset), norm(grad_term), norm(loc_term)
+    return distance, norm(grad_term), norm(loc_term)

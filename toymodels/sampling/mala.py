@@ -108,10 +108,11 @@ class MALA:
                               torch.where(a1, evaluation.grad, state.grad),
                               torch.where(accept, energy, state.energy),
                               torch.where(a1, force, state.force))
+        grad_norm = norm(state.grad)
         distance, grad_term, loc_term = drift_terms(state.position, state.grad, center, hyper,
-                                                    0.5 * hyper.step_size, mask)
+                                                    0.5 * hyper.step_size, mask, grad_norm)
         acceptance = acceptance_probability(log_r)
-        info = MALAInfo(loss=state.loss, grad_norm=norm(state.grad), distance=distance,
+        info = MALAInfo(loss=state.loss, grad_norm=grad_norm, distance=distance,
                         drift_norm=norm(drift), noise_norm=norm(kick), grad_term_norm=grad_term,
                         localization_term_norm=loc_term, acceptance=acceptance,
                         accepted=accept.to(proposal.dtype),

@@ -14,8 +14,8 @@ from toymodels.sampling.integrator import (
     drift_terms,
     evaluate_then_noise,
     norm,
-    potential_and_force,
 )
+from toymodels.sampling.integrator import force as force_of  # `force` is the local name below
 
 __all__ = ["RMSPropSGLD", "RMSPropSGLDState", "RMSPropSGLDInfo"]
 
@@ -125,7 +125,7 @@ class RMSPropSGLD:
                    mask: torch.Tensor | None = None) -> tuple[RMSPropSGLDState, RMSPropSGLDInfo]:
         """The pure move given the evaluation at ``state.position`` and the noise ``ξ``."""
         position, square_avg, count = state
-        _, force = potential_and_force(position, evaluation, center, hyper, mask)
+        force, _ = force_of(position, evaluation, center, hyper, mask)
         adapting = count < self.update_limit
         square_avg = torch.where(adapting, self.alpha * square_avg + (1.0 - self.alpha) * force * force,
                                  square_avg)

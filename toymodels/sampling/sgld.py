@@ -29,9 +29,10 @@ from toymodels.sampling.integrator import (
     acceptance_probability,
     drift_terms,
     evaluate_then_noise,
+    force,
     langevin_move,
     norm,
-    potential_and_force,
+    potential,
 )
 
 __all__ = ["SGLD", "SGLDState", "SGLDInfo", "sgld_step", "SGLDHyperparameters",
@@ -99,8 +100,8 @@ class SGLD:
                    record: bool = True) -> tuple[SGLDState, SGLDInfo]:
         """The pure move given the evaluation at ``state.position`` and the noise ``ξ``."""
         position = state.position
-        energy, force = potential_and_force(position, evaluation, center, hyper, mask)
-        new_position, drift, kick = langevin_move(position, force, noise, hyper.step_size, mask)
+        drive, offset = force(position, evaluation, center, hyper, mask)
+        new_position, drift, kick = langevin_move(position, drive, noise, hyper.step_size, mask)
         finite = torch.isfinite(new_position).all(-1) & torch.isfinite(evaluation.loss)
         if not record:
             skipped = torch.zeros_like(evaluation.loss)
@@ -108,11 +109,13 @@ class SGLD:
                                        has_previous=torch.zeros_like(state.has_previous))
             return new_state, SGLDInfo(evaluation.loss, skipped, skipped, skipped, skipped, skipped,
                                        skipped, skipped, finite)
+        grad_norm = norm(evaluation.grad)
         distance, grad_term, loc_term = drift_terms(position, evaluation.grad, center, hyper,
-                                                    0.5 * hyper.step_size, mask)
+                                                    0.5 * hyper.step_size, mask, grad_norm)
         acceptance = torch.full_like(evaluation.loss, math.nan)
         new_state = state._replace(position=new_position)
         if self.mala_diagnostic:
+            energy = potential(offset, evaluation, hyper)
             if bool(state.has_previous.any()):
                 # w_prev − w + (ε/2)F(w) = w_prev − w_new + √ε ξ, because w_new = w − (ε/2)F(w) + √ε ξ
                 backward = state.previous_position - new_position + kick
@@ -125,7 +128,7 @@ class SGLD:
             xi = noise if mask is None else noise * mask
             new_state = SGLDState(new_position, position, energy, 0.5 * (xi * xi).sum(-1),
                                   torch.ones_like(state.has_previous))
-        info = SGLDInfo(loss=evaluation.loss, grad_norm=norm(evaluation.grad), distance=distance,
+        info = SGLDInfo(loss=evaluation.loss, grad_norm=grad_norm, distance=distance,
                         drift_norm=norm(drift), noise_norm=norm(kick), grad_term_norm=grad_term,
                         localization_term_norm=loc_term, acceptance=acceptance, finite=finite)
         return new_state, info

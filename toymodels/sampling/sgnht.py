@@ -14,8 +14,8 @@ from toymodels.sampling.integrator import (
     drift_terms,
     evaluate_then_noise,
     norm,
-    potential_and_force,
 )
+from toymodels.sampling.integrator import force as force_of  # `force` is the local name below
 
 __all__ = ["SGNHT", "SGNHTState", "SGNHTInfo"]
 
@@ -115,7 +115,7 @@ class SGNHT:
         """The pure move given the evaluation at ``state.position`` and the noise ``ζ``."""
         eta = 0.5 * hyper.step_size
         position, momentum, alpha = state
-        _, force = potential_and_force(position, evaluation, center, hyper, mask)
+        force, _ = force_of(position, evaluation, center, hyper, mask)
         kick = (2.0 * self.diffusion * eta).sqrt() * noise
         if mask is not None:
             kick = kick * mask
@@ -128,10 +128,12 @@ class SGNHT:
             new_alpha = alpha + (kinetic - eta / (1.0 - 0.5 * alpha))
         else:
             new_alpha = alpha
-        distance, grad_term, loc_term = drift_terms(position, evaluation.grad, center, hyper, eta, mask)
+        grad_norm = norm(evaluation.grad)
+        distance, grad_term, loc_term = drift_terms(position, evaluation.grad, center, hyper, eta, mask,
+                                                    grad_norm)
         finite = (torch.isfinite(new_position).all(-1) & torch.isfinite(new_momentum).all(-1)
                   & torch.isfinite(evaluation.loss) & torch.isfinite(new_alpha).squeeze(-1))
-        info = SGNHTInfo(loss=evaluation.loss, grad_norm=norm(evaluation.grad), distance=distance,
+        info = SGNHTInfo(loss=evaluation.loss, grad_norm=grad_norm, distance=distance,
                          drift_norm=norm(eta * force), noise_norm=norm(kick),
                          grad_term_norm=grad_term, localization_term_norm=loc_term,
                          momentum_norm=norm(new_momentum), thermostat=new_alpha.squeeze(-1),
