@@ -263,7 +263,7 @@ def _sample(position, *, kernel, adaptation, target, hyper, generator, observabl
             state, info = kernel.step(state, target, hyper, generator, record)
             if adapt_state is not None and adapt_state.count < adaptation.num_steps:
                 adapt_state = adaptation.update(adapt_state, info.acceptance)
-                hyper = hyper._replace(step_size=torch.exp(adapt_state.log_step).expand_as(hyper.step_size))
+                hyper = hyper.with_step_size(torch.exp(adapt_state.log_step).expand_as(hyper.step_size))
             if is_draw:
                 if not records:
                     records = {k: torch.empty(num_draws, num_chains, dtype=dtype, device=device)

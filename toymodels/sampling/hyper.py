@@ -62,12 +62,37 @@ class SGLDHyperparameters:
         }
 
 
-class ChainHyperparameters(NamedTuple):
-    """Per-chain hyperparameters, each a ``(num_chains, 1)`` tensor (broadcasts over parameters)."""
+class _ChainFields(NamedTuple):
+    step_size: torch.Tensor  #: (C, 1) ε
+    nbeta: torch.Tensor  #: (C, 1) nβ
+    localization: torch.Tensor  #: (C, 1) γ
+    # derived once, so that a step's arithmetic costs no more tensor operations than with floats
+    half_step: torch.Tensor  #: (C, 1) ε/2
+    sqrt_step: torch.Tensor  #: (C, 1) √ε
+    nbeta_row: torch.Tensor  #: (C,) nβ
+    half_localization_row: torch.Tensor  #: (C,) γ/2
+    two_step_row: torch.Tensor  #: (C,) 2ε
+    half_step_nbeta_row: torch.Tensor  #: (C,) ε nβ / 2, the gradient's factor in the drift
+    half_step_localization_row: torch.Tensor  #: (C,) ε γ / 2, the localization's factor
 
-    step_size: torch.Tensor
-    nbeta: torch.Tensor
-    localization: torch.Tensor
+
+class ChainHyperparameters(_ChainFields):
+    """Per-chain hyperparameters: ``step_size``, ``nbeta``, ``localization`` as ``(num_chains, 1)``
+    tensors (they broadcast over the parameters), built from those three; the other fields are
+    derived from them once. Change the step size with :meth:`with_step_size`."""
+
+    __slots__ = ()
+
+    def __new__(cls, step_size: torch.Tensor, nbeta: torch.Tensor, localization: torch.Tensor):
+        half_step = 0.5 * step_size
+        return super().__new__(
+            cls, step_size, nbeta, localization, half_step, step_size.sqrt(), nbeta.squeeze(-1),
+            (0.5 * localization).squeeze(-1), (2.0 * step_size).squeeze(-1),
+            (half_step * nbeta).squeeze(-1), (half_step * localization).squeeze(-1))
+
+    def with_step_size(self, step_size: torch.Tensor) -> ChainHyperparameters:
+        """The same nβ and γ with another ``(C, 1)`` step size (step-size adaptation)."""
+        return ChainHyperparameters(step_size, self.nbeta, self.localization)
 
 
 def broadcast_hyperparameters(hyper: SGLDHyperparameters, per_chain: Mapping[str, torch.Tensor] | None,

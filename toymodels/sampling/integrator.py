@@ -84,8 +84,7 @@ def potential(offset: torch.Tensor, evaluation: Evaluation, hyper: ChainHyperpar
     """``U(w) = nβ L + γ/2 ||w − w*||² − log φ`` ``(C,)`` from the offset :func:`force` returned
     (masked: the frozen coordinates would add a constant); the prior's value enters when the
     evaluation has it."""
-    energy = (hyper.nbeta.squeeze(-1) * evaluation.loss
-              + 0.5 * hyper.localization.squeeze(-1) * (offset * offset).sum(-1))
+    energy = hyper.nbeta_row * evaluation.loss + hyper.half_localization_row * (offset * offset).sum(-1)
     if evaluation.log_prior is not None:
         energy = energy - evaluation.log_prior
     return energy
@@ -100,15 +99,15 @@ def potential_and_force(position: torch.Tensor, evaluation: Evaluation, center: 
 
 
 def langevin_move(position: torch.Tensor, force: torch.Tensor, noise: torch.Tensor,
-                  step_size: torch.Tensor, mask: torch.Tensor | None = None,
+                  hyper: ChainHyperparameters, mask: torch.Tensor | None = None,
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The Euler–Maruyama step ``w' = w − (ε/2) F(w) + √ε ξ``: ``(w', drift, kick)``.
 
     ``drift = (ε/2) F`` and ``kick = √ε ξ`` are returned for the kernels' diagnostics; with a
     mask both are zero on the frozen coordinates.
     """
-    drift = (0.5 * step_size) * force
-    kick = step_size.sqrt() * noise
+    drift = hyper.half_step * force
+    kick = hyper.sqrt_step * noise
     if mask is not None:
         drift = drift * mask
         kick = kick * mask
@@ -145,18 +144,17 @@ def acceptance_probability(log_r: torch.Tensor) -> torch.Tensor:
     return torch.exp(torch.clamp(log_r, max=0.0))
 
 
-def drift_terms(position: torch.Tensor, grad: torch.Tensor, center: torch.Tensor,
-                hyper: ChainHyperparameters, scale: torch.Tensor, mask: torch.Tensor | None = None,
+def drift_terms(offset: torch.Tensor, grad: torch.Tensor, hyper: ChainHyperparameters,
+                scale: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                 grad_norm: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(||w − w*||, ||scale·nβ ∇L||, ||scale·γ (w − w*)||)`` per chain: how much of the move is
-    the loss's and how much the localization's (``scale`` is ``ε/2`` as ``(C, 1)``, or ``(ε/2) G``
-    ``(C, d)`` when preconditioned). With a per-chain scale, no mask and ``grad_norm`` given, the
-    norms are multiples of ``||∇L||`` and ``||w − w*||`` (no ``(C, d)`` work)."""
-    offset = position - center
+    """``(||w − w*||, ||s·nβ ∇L||, ||s·γ (w − w*)||)`` per chain from ``offset = w − w*``: how much
+    of the move is the loss's and how much the localization's. The scale ``s`` is ``ε/2``
+    (``None``) or a ``(C, d)`` preconditioned step. With ``s = ε/2``, no mask and ``grad_norm``
+    given, the norms are multiples of ``||∇L||`` and ``||w − w*||`` (no ``(C, d)`` work)."""
     distance = norm(offset)
-    if mask is None and grad_norm is not None and scale.shape[-1] == 1:
-        return (distance, (scale * hyper.nbeta).squeeze(-1) * grad_norm,
-                (scale * hyper.localization).squeeze(-1) * distance)
+    if scale is None and mask is None and grad_norm is not None:
+        return distance, hyper.half_step_nbeta_row * grad_norm, hyper.half_step_localization_row * distance
+    scale = hyper.half_step if scale is None else scale
     grad_term = scale * (hyper.nbeta * grad)
     loc_term = scale * (hyper.localization * offset)
     if mask is not None:

@@ -88,7 +88,7 @@ class MALA:
                             device=position.device)
         uniform = torch.rand(position.shape[:1], generator=generator, dtype=position.dtype,
                              device=position.device)
-        proposal, drift, kick = langevin_move(position, state.force, noise, hyper.step_size, target.mask)
+        proposal, drift, kick = langevin_move(position, state.force, noise, hyper, target.mask)
         evaluation = target.evaluate(proposal, True)
         return self.transition(state, proposal, drift, kick, evaluation, uniform, hyper,
                                target.center, target.mask)
@@ -109,8 +109,8 @@ class MALA:
                               torch.where(accept, energy, state.energy),
                               torch.where(a1, force, state.force))
         grad_norm = norm(state.grad)
-        distance, grad_term, loc_term = drift_terms(state.position, state.grad, center, hyper,
-                                                    0.5 * hyper.step_size, mask, grad_norm)
+        distance, grad_term, loc_term = drift_terms(state.position - center, state.grad, hyper, None,
+                                                    mask, grad_norm)
         acceptance = acceptance_probability(log_r)
         info = MALAInfo(loss=state.loss, grad_norm=grad_norm, distance=distance,
                         drift_norm=norm(drift), noise_norm=norm(kick), grad_term_norm=grad_term,

@@ -131,13 +131,13 @@ class RMSPropSGLD:
                                  square_avg)
         count = count + adapting.to(count.dtype)
         g = self.preconditioner(square_avg, count, mask)
-        half_eps = 0.5 * hyper.step_size
+        half_eps = hyper.half_step
         drift = half_eps * g * force
-        kick = hyper.step_size.sqrt() * torch.sqrt(g) * noise
+        kick = hyper.sqrt_step * torch.sqrt(g) * noise
         if mask is not None:
             kick = kick * mask
         new_position = position - drift + kick
-        distance, grad_term, loc_term = drift_terms(position, evaluation.grad, center, hyper,
+        distance, grad_term, loc_term = drift_terms(position - center, evaluation.grad, hyper,
                                                     half_eps * g, mask)
         if mask is not None:
             big = torch.where(mask > 0, g, torch.full_like(g, -math.inf)).amax(-1)

@@ -42,11 +42,11 @@ __all__ = ["SGLD", "SGLDState", "SGLDInfo", "sgld_step", "SGLDHyperparameters",
 class SGLDState(NamedTuple):
     position: torch.Tensor  #: (C, d)
     #: the previous position, its potential U and ||ξ||²/2 of the noise that left it, for the
-    #: MALA acceptance diagnostic of the last move; valid where ``has_previous``
+    #: MALA acceptance diagnostic of the last move; ``previous_energy`` is NaN where there is
+    #: none (the start, or a step that was not recorded), which makes the diagnostic NaN
     previous_position: torch.Tensor  #: (C, d)
     previous_energy: torch.Tensor  #: (C,)
     previous_half_noise2: torch.Tensor  #: (C,)
-    has_previous: torch.Tensor  #: (C,) bool
 
 
 class SGLDInfo(NamedTuple):
@@ -82,8 +82,7 @@ class SGLD:
     def init(self, position: torch.Tensor, target: Target, hyper: ChainHyperparameters,
              generator: torch.Generator) -> SGLDState:
         zeros = torch.zeros(position.shape[:1], dtype=position.dtype, device=position.device)
-        return SGLDState(position, torch.zeros_like(position), zeros, zeros.clone(),
-                         torch.zeros(position.shape[:1], dtype=torch.bool, device=position.device))
+        return SGLDState(position, torch.zeros_like(position), torch.full_like(zeros, math.nan), zeros)
 
     def step(self, state: SGLDState, target: Target, hyper: ChainHyperparameters,
              generator: torch.Generator, record: bool = True) -> tuple[SGLDState, SGLDInfo]:
@@ -101,33 +100,32 @@ class SGLD:
         """The pure move given the evaluation at ``state.position`` and the noise ``ξ``."""
         position = state.position
         drive, offset = force(position, evaluation, center, hyper, mask)
-        new_position, drift, kick = langevin_move(position, drive, noise, hyper.step_size, mask)
+        new_position, drift, kick = langevin_move(position, drive, noise, hyper, mask)
         finite = torch.isfinite(new_position).all(-1) & torch.isfinite(evaluation.loss)
         if not record:
             skipped = torch.zeros_like(evaluation.loss)
             new_state = state._replace(position=new_position,
-                                       has_previous=torch.zeros_like(state.has_previous))
+                                       previous_energy=torch.full_like(skipped, math.nan))
             return new_state, SGLDInfo(evaluation.loss, skipped, skipped, skipped, skipped, skipped,
                                        skipped, skipped, finite)
         grad_norm = norm(evaluation.grad)
-        distance, grad_term, loc_term = drift_terms(position, evaluation.grad, center, hyper,
-                                                    0.5 * hyper.step_size, mask, grad_norm)
-        acceptance = torch.full_like(evaluation.loss, math.nan)
-        new_state = state._replace(position=new_position)
+        distance, grad_term, loc_term = drift_terms(offset if mask is None else position - center,
+                                                    evaluation.grad, hyper, None, mask, grad_norm)
         if self.mala_diagnostic:
             energy = potential(offset, evaluation, hyper)
-            if bool(state.has_previous.any()):
-                # w_prev − w + (ε/2)F(w) = w_prev − w_new + √ε ξ, because w_new = w − (ε/2)F(w) + √ε ξ
-                backward = state.previous_position - new_position + kick
-                if mask is not None:
-                    backward = backward * mask
-                log_r = (state.previous_energy - energy + state.previous_half_noise2
-                         - (backward * backward).sum(-1) / (2.0 * hyper.step_size.squeeze(-1)))
-                log_r = torch.where(torch.isfinite(log_r), log_r, torch.full_like(log_r, -math.inf))
-                acceptance = torch.where(state.has_previous, acceptance_probability(log_r), acceptance)
+            # w_prev − w + (ε/2)F(w) = w_prev − w_new + √ε ξ, because w_new = w − (ε/2)F(w) + √ε ξ
+            backward = state.previous_position - new_position + kick
+            if mask is not None:
+                backward = backward * mask
+            log_r = (state.previous_energy - energy + state.previous_half_noise2
+                     - (backward * backward).sum(-1) / hyper.two_step_row)
+            # NaN without a previous move; −inf (never accepted) for a move to U = +inf
+            acceptance = acceptance_probability(log_r)
             xi = noise if mask is None else noise * mask
-            new_state = SGLDState(new_position, position, energy, 0.5 * (xi * xi).sum(-1),
-                                  torch.ones_like(state.has_previous))
+            new_state = SGLDState(new_position, position, energy, 0.5 * (xi * xi).sum(-1))
+        else:
+            acceptance = torch.full_like(evaluation.loss, math.nan)
+            new_state = state._replace(position=new_position)
         info = SGLDInfo(loss=evaluation.loss, grad_norm=grad_norm, distance=distance,
                         drift_norm=norm(drift), noise_norm=norm(kick), grad_term_norm=grad_term,
                         localization_term_norm=loc_term, acceptance=acceptance, finite=finite)

@@ -96,7 +96,7 @@ class SGNHT:
     def initial_state(self, position: torch.Tensor, noise: torch.Tensor, hyper: ChainHyperparameters,
                       mask: torch.Tensor | None = None) -> SGNHTState:
         """The pure part of :meth:`init`, given the standard normals ``noise``."""
-        momentum = (0.5 * hyper.step_size).sqrt() * noise
+        momentum = hyper.half_step.sqrt() * noise
         if mask is not None:
             momentum = momentum * mask
         thermostat = torch.full((position.shape[0], 1), self.diffusion, dtype=position.dtype,
@@ -113,7 +113,7 @@ class SGNHT:
                    hyper: ChainHyperparameters, center: torch.Tensor,
                    mask: torch.Tensor | None = None) -> tuple[SGNHTState, SGNHTInfo]:
         """The pure move given the evaluation at ``state.position`` and the noise ``ζ``."""
-        eta = 0.5 * hyper.step_size
+        eta = hyper.half_step
         position, momentum, alpha = state
         force, _ = force_of(position, evaluation, center, hyper, mask)
         kick = (2.0 * self.diffusion * eta).sqrt() * noise
@@ -129,7 +129,7 @@ class SGNHT:
         else:
             new_alpha = alpha
         grad_norm = norm(evaluation.grad)
-        distance, grad_term, loc_term = drift_terms(position, evaluation.grad, center, hyper, eta, mask,
+        distance, grad_term, loc_term = drift_terms(position - center, evaluation.grad, hyper, None, mask,
                                                     grad_norm)
         finite = (torch.isfinite(new_position).all(-1) & torch.isfinite(new_momentum).all(-1)
                   & torch.isfinite(evaluation.loss) & torch.isfinite(new_alpha).squeeze(-1))

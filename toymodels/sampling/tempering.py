@@ -124,7 +124,7 @@ def parallel_tempering(objective: Objective, nbetas: Sequence[float], init: torc
         rate = info.acceptance.view(ladders, rungs).mean(0)
         if step < num_burnin_steps:
             log_eps = robbins_monro_step(log_eps, rate, target_accept, step)
-            hyper = hyper._replace(step_size=torch.exp(log_eps).repeat(ladders).unsqueeze(1))
+            hyper = hyper.with_step_size(torch.exp(log_eps).repeat(ladders).unsqueeze(1))
         else:
             accepted += rate
         if rungs > 1 and (step + 1) % swap_every == 0:

@@ -116,8 +116,8 @@ def make_trace(records: dict[str, torch.Tensor], observables: dict[str, list[tor
     if isinstance(fields.get("init_loss"), np.ndarray):  # one centre per chain
         fields["init_loss"] = fields["init_loss"][keep.cpu().numpy()]
     if chain_hyper is not None:
-        chain_hyper = {k: v.squeeze(1)[keep].detach().cpu().double().numpy()
-                       for k, v in chain_hyper._asdict().items()}
+        chain_hyper = {k: getattr(chain_hyper, k).squeeze(1)[keep].detach().cpu().double().numpy()
+                       for k in ("step_size", "nbeta", "localization")}
     return SamplingTrace(
         **{k: to_np(records[k]) for k in base},
         observables={name: to_np(torch.stack(v[:num_done])) for name, v in observables.items()},
