@@ -83,3 +83,8 @@ __all__ = [
     "SGLDInfo", "SGLD", "SGNHT", "RMSPropSGLD", "MALA", "make_sampler", "samplers",
     "mala_log_acceptance", "parallel_tempering", "anneal", "TemperedSamples",
 ]
+
+# models
+from toymodels.models.gridworld import GridworldEnv  # noqa: E402
+
+__all__ += ["GridworldEnv"]
