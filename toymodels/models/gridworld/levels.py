@@ -125,7 +125,7 @@ class Levels:
         if walls.dim() != 3 or walls.shape[0] == 0 or min(walls.shape[1:]) < 1:
             raise ValueError(f"walls must be an (L, H, W) tensor of L ≥ 1 mazes, got shape "
                              f"{tuple(walls.shape)}")
-        if walls.is_floating_point() and not torch.all((walls == 0) | (walls == 1)):
+        if walls.dtype != torch.bool and not torch.all((walls == 0) | (walls == 1)):
             raise ValueError("walls must be true/false (or 0/1) per cell")
         self.walls = walls.bool().clone()
         num_levels, height, width = self.walls.shape
