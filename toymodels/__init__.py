@@ -6,7 +6,8 @@ module. The layers, bottom up (``docs/architecture.md``):
 * :mod:`toymodels.objectives` — what the samplers evaluate, and the :class:`Posterior`;
 * :mod:`toymodels.sampling` — kernels, the driver, adaptation, tempering, traces;
 * :mod:`toymodels.estimators` — LLC, calibration, relaxation, susceptibilities, diagnosis;
-* :mod:`toymodels.models` — potentials, TMS, DLN, Turing machines, ICL, the transformer;
+* :mod:`toymodels.models` — potentials, TMS, DLN, Turing machines, ICL, the transformer, the
+  gridworld;
 * :mod:`toymodels.validation` — the exact cases behind ``toymodels validate``.
 """
 
@@ -31,6 +32,7 @@ from toymodels.estimators.susceptibility import (
     susceptibilities,
     susceptibilities_from_trace,
 )
+from toymodels.models.gridworld import GridworldEnv
 from toymodels.objectives import (
     ModuleObjective,
     Objective,
@@ -82,9 +84,6 @@ __all__ = [
     "SGLDHyperparameters", "ChainHyperparameters", "sgld_hyperparameters_from_scales", "sgld_step",
     "SGLDInfo", "SGLD", "SGNHT", "RMSPropSGLD", "MALA", "make_sampler", "samplers",
     "mala_log_acceptance", "parallel_tempering", "anneal", "TemperedSamples",
+    # models with an interface of their own
+    "GridworldEnv",
 ]
-
-# models
-from toymodels.models.gridworld import GridworldEnv  # noqa: E402
-
-__all__ += ["GridworldEnv"]

@@ -19,7 +19,6 @@ from numbers import Integral, Rational, Real
 import numpy as np
 
 from .environment import (
-    Level,
     Maze,
     State,
     check_action,
