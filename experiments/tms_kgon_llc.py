@@ -7,7 +7,7 @@ finite-temperature target ½ Σ t a_i/(t a_i + γ) over the Hessian eigenvalues 
 relative size O(1/t). Two samplers are compared:
 
 * "paper-like": nβ = n/log n at n = 5000, ε = 1e-3, γ = 1, 500 steps (the settings Chen et al.
-  used along trajectories, tasks.md). Its estimates over-shoot λ, as the paper's do (6–17%).
+  used along trajectories, arXiv 2310.06301 §5). Its estimates over-shoot λ, as the paper's do (6–17%).
 * "ours": the exact population loss (no sampling noise in L(w*)), a large nβ so that the
   quadratic approximation holds, γ large enough that the exactly flat directions (the dead
   column's three parameters, the rotation orbit) stay inside the region where the loss is

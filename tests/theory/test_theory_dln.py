@@ -65,7 +65,7 @@ def test_one_layer_is_regular():
 
 
 def test_staircase_values_for_widths_5_5_5_5():
-    # The LLC staircase of the stagewise-learning experiment (tasks.md).
+    # The LLC staircase of the stagewise-learning experiment (experiments/dln_stagewise.py).
     expected = [Fraction(17, 2), 10, 11, 12, Fraction(25, 2), Fraction(25, 2)]
     assert [learning_coefficient((5, 5, 5, 5), r)[0] for r in range(6)] == expected
 
