@@ -15,6 +15,7 @@ estimators. Modules:
 * :mod:`~toymodels.validation.dln` — deep linear networks against Aoyagi's coefficients;
 * :mod:`~toymodels.validation.tms` — TMS k-gons against their exact local coefficients;
 * :mod:`~toymodels.validation.turing` — one-step noisy Turing machines against exact oracles;
+* :mod:`~toymodels.validation.gridworld` — the regret of tabular gridworld policies at an optimum;
 * :mod:`~toymodels.validation.runner` — the run, table, JSON and figure.
 """
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from toymodels.validation import dln, normal_crossing, tms, turing
+from toymodels.validation import dln, gridworld, normal_crossing, tms, turing
 from toymodels.validation.case import ValidationCase
 from toymodels.validation.runner import run_validation
 
@@ -34,11 +35,12 @@ CASE_GROUPS: dict[str, Callable[[float], list[ValidationCase]]] = {
     "dln": dln.cases,
     "tms": tms.cases,
     "turing": turing.cases,
+    "gridworld": gridworld.cases,
     "foundation-manual": normal_crossing.manual_cases,
 }
 #: what `toymodels validate` runs without --group: every exact case once (the hand-tuned
 #: foundation settings repeat the calibrated group's cases, so they run only when asked for)
-DEFAULT_GROUPS = ["calibrated", "dln", "tms", "turing"]
+DEFAULT_GROUPS = ["calibrated", "dln", "tms", "turing", "gridworld"]
 
 
 def validation_cases(groups: list[str] | None = None, scale: float = 1.0) -> list[ValidationCase]:
