@@ -498,3 +498,14 @@ def test_bad_actions_gamma_policies_and_weights_fail_with_a_message():
     # extra keys (a policy built for more levels) are fine; State keys are plain values
     extra = {**pi, State(OPEN3.maze, OPEN3.cheese, (0, 0)): 2}
     assert regret(levels, extra, HALF, exact=True) == 0
+
+
+def test_finite_temperature_target_is_refused_where_optimal_actions_tie():
+    """With a tie at a visited state the posterior spreads along the optimal segment (SGLD measured
+    6.02 ± 0.04 on these two levels where the vertex's λ is 8): no vertex target is given."""
+    from theory.gridworld import Level, finite_temperature_regret_llc, learning_coefficient_at_optimum
+
+    levels = [Level.from_strings(["M.", ".C"]), Level.from_strings([".M", ".C"])]
+    assert learning_coefficient_at_optimum(levels, Fraction(1, 2)).flat_coordinates
+    with pytest.raises(ValueError, match="tie at visited states"):
+        finite_temperature_regret_llc(levels, Fraction(1, 2), 22000)

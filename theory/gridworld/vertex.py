@@ -318,10 +318,21 @@ def finite_temperature_regret_llc(levels, gamma, nbeta, *, weights=None, policy=
     target by ``O(λ² / (nβ c_min))``, ``c_min`` the smallest positive coefficient (for the
     one-state level ``MC`` at ``γ = 1/2``: ``λ = 3``, ``c = 1/2``, gap ``12 / nβ``). Compare a
     sampled estimate of the regret's LLC with it only where ``nβ c_min >> λ²``, or sample ``K``.
-    ValueError (with the reason) where the linear terms do not settle λ.
+    ValueError (with the reason) where the linear terms do not settle λ, and where a visited state
+    has a tie between optimal actions: the uniform prior does not hold the tie coordinate near
+    ``π*``, so the posterior spreads along the whole segment of optimal policies, and a sampler
+    measures the coefficient of that segment (its smallest λ), not the vertex's. Measured: on the
+    two levels ``["M.", ".C"]`` and ``[".M", ".C"]`` at ``γ = 1/2`` the vertex gives λ = 8 and
+    SGLD 6.02 ± 0.04, the λ at the far end of the segment, where a state becomes unvisited.
     """
     _check_nbeta(nbeta)
     result = learning_coefficient_at_optimum(levels, gamma, weights=weights, policy=policy)
     if result.learning_coefficient is None:
         raise ValueError(f"no finite-nbeta target from the linear terms: {result.reason}")
+    if result.flat_coordinates:
+        ties = ", ".join(f"{s.cell} action {a}" for s, a in result.flat_coordinates[:4])
+        raise ValueError(
+            "no finite-nbeta target at this vertex: optimal actions tie at visited states "
+            f"({ties}); the posterior spreads along the optimal set, whose coefficient is not the "
+            "vertex's. Choose levels without ties on the optimal paths")
     return finite_temperature_linear_llc(result.linear_coefficients, nbeta)
