@@ -19,7 +19,9 @@ from toymodels.models.gridworld import (
     check_actions,
     dfs_maze,
     flat_parameters,
+    level_regrets,
     load_flat_parameters,
+    module_level_regrets,
     open_maze,
     optimal_policy,
     optimal_values,
@@ -365,3 +367,23 @@ def test_smoke_estimate_llc_on_mlp_regret():
                        log_prior=tab.log_prior, step_size=1e-3, num_chains=2, num_draws=10,
                        num_burnin_steps=5, num_steps_bw_draws=1, progress=False)
     assert np.isfinite(res.llc_mean)
+
+
+def test_levels_sharing_maze_and_cheese_share_one_bellman_system_with_the_same_regrets():
+    """RegretPotential and training solve one system per distinct (maze, cheese); the per-level
+    regrets equal those of a solve per level."""
+    g = torch.Generator().manual_seed(3)
+    levels = Levels.concat([sample_levels(40, g, alpha=0.3, maze=dfs_maze(7, 7, g)),
+                            sample_levels(10, g, alpha=0.5)])
+    tasks, task_of_level = levels.tasks
+    keys = {(levels.walls[i].numpy().tobytes(), int(levels.cheese[i])) for i in range(len(levels))}
+    assert len(tasks) == len(keys) < len(levels)
+    assert torch.equal(tasks.cheese[task_of_level], levels.cheese)
+    assert torch.equal(tasks.walls[task_of_level], levels.walls)
+    policy = MLPPolicy(7, 7, hidden=(8,), generator=g, dtype=torch.float64)
+    potential = regret_potential(levels, policy, 0.9)
+    w = potential.init + 0.3 * torch.randn(2, potential.dim, generator=g, dtype=torch.float64)
+    per_level = level_regrets(levels, potential.probabilities(w), 0.9)
+    assert torch.allclose(potential.level_regrets(w), per_level, rtol=0, atol=1e-13)
+    direct = level_regrets(levels, policy_probabilities(policy, levels), 0.9)
+    assert torch.allclose(module_level_regrets(policy, levels, 0.9), direct, rtol=0, atol=1e-13)

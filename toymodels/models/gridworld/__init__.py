@@ -39,12 +39,14 @@ from toymodels.models.gridworld.regret import (
     check_gamma,
     level_regrets,
     level_weights,
+    module_level_regrets,
     optimal_actions,
     optimal_policy,
     optimal_values,
     policy_probabilities,
     policy_values,
     regret,
+    regrets_from_task_values,
 )
 from toymodels.models.gridworld.training import (
     Rollouts,
@@ -61,7 +63,8 @@ __all__ = [
     "open_maze", "sample_levels",
     # exact values and regret
     "check_gamma", "optimal_values", "optimal_actions", "optimal_policy", "policy_values",
-    "level_regrets", "level_weights", "regret", "policy_probabilities",
+    "level_regrets", "level_weights", "regret", "policy_probabilities", "module_level_regrets",
+    "regrets_from_task_values",
     # policies
     "MLPPolicy", "RegretPotential", "regret_potential", "SimplexPolicy", "flat_parameters",
     "load_flat_parameters",

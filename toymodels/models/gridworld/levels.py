@@ -248,6 +248,18 @@ class Levels:
         return torch.tensor([corner_cell(w) for w in self.walls])
 
     @cached_property
+    def tasks(self) -> tuple[Levels, torch.Tensor]:
+        """``(tasks, task_of_level)``: the distinct (maze, cheese) pairs as a batch of ``T ≤ L``
+        levels (each with the start of its first level) and the ``(L,)`` index of each level's
+        task. Levels that differ only in their start share one Bellman system, since a policy
+        sees the maze, the mouse and the cheese but not where the mouse started."""
+        key = torch.cat([self.walls.reshape(len(self), -1).long(), self.cheese[:, None]], 1)
+        _, task_of_level = torch.unique(key, dim=0, return_inverse=True)
+        first = torch.full((int(task_of_level.max()) + 1,), len(self), dtype=torch.long)
+        first = first.scatter_reduce(0, task_of_level, torch.arange(len(self)), "amin")
+        return self[first], task_of_level
+
+    @cached_property
     def cheese_in_corner(self) -> torch.Tensor:
         """``(L,)`` true where the cheese is in the corner."""
         return self.cheese == self.corner

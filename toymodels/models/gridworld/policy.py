@@ -33,7 +33,13 @@ from torch.func import vmap
 from toymodels.checks import as_float, as_int
 from toymodels.objectives import FlatModule
 from toymodels.models.gridworld.levels import Levels
-from toymodels.models.gridworld.regret import check_gamma, level_regrets, level_weights
+from toymodels.models.gridworld.regret import (
+    check_gamma,
+    level_regrets,
+    level_weights,
+    policy_values,
+    regrets_from_task_values,
+)
 
 __all__ = ["MLPPolicy", "RegretPotential", "regret_potential", "SimplexPolicy", "flat_parameters",
            "load_flat_parameters"]
@@ -110,7 +116,9 @@ class RegretPotential:
         self.flat = FlatModule(policy)
         self.init = self.flat.center()
         self.weights = level_weights(levels, weights, dtype)
-        self._obs = levels.observations(self.flat.dtype).reshape(-1, levels.observation_size)
+        # one Bellman system per distinct (maze, cheese), read at each level's start
+        self._tasks, _ = levels.tasks
+        self._obs = self._tasks.observations(self.flat.dtype).reshape(-1, levels.observation_size)
         with torch.no_grad():
             out = self.flat(self.init, self._obs[:1])
         if tuple(out.shape) != (1, 4):
@@ -121,20 +129,26 @@ class RegretPotential:
     def dim(self) -> int:
         return self.init.numel()
 
-    def probabilities(self, w: torch.Tensor) -> torch.Tensor:
-        """``(…, L, N, 4)``: ``π(a|s)`` at ``w`` (``(d,)`` or ``(C, d)``)."""
+    def _task_probabilities(self, w: torch.Tensor) -> torch.Tensor:
+        """``(…, T, N, 4)``: ``π(a|s)`` on each distinct (maze, cheese) of the levels."""
         if w.shape[-1:] != (self.dim,) or w.dim() > 2:
             raise ValueError(f"w must have shape ({self.dim},) or (C, {self.dim}), got {tuple(w.shape)}")
         if w.dim() == 1:
             logits = self.flat(w, self._obs)
         else:
             logits = vmap(lambda v: self.flat(v, self._obs))(w)
-        shape = w.shape[:-1] + (len(self.levels), self.levels.num_cells, 4)
+        shape = w.shape[:-1] + (len(self._tasks), self.levels.num_cells, 4)
         return torch.softmax(logits, -1).reshape(shape)
 
+    def probabilities(self, w: torch.Tensor) -> torch.Tensor:
+        """``(…, L, N, 4)``: ``π(a|s)`` at ``w`` (``(d,)`` or ``(C, d)``)."""
+        return self._task_probabilities(w)[..., self.levels.tasks[1], :, :]
+
     def level_regrets(self, w: torch.Tensor) -> torch.Tensor:
-        """``(…, L)`` per-level regrets at ``w`` (in ``self.dtype``)."""
-        return level_regrets(self.levels, self.probabilities(w), self.gamma, self.dtype)
+        """``(…, L)`` per-level regrets at ``w`` (in ``self.dtype``): ``V*(s₀) − V^π(s₀)``, with
+        ``V^π`` from one Bellman system per distinct (maze, cheese)."""
+        values = policy_values(self._tasks, self._task_probabilities(w), self.gamma, self.dtype)
+        return regrets_from_task_values(self.levels, values, self.gamma, self.dtype)
 
     def __call__(self, w: torch.Tensor) -> torch.Tensor:
         return (self.level_regrets(w) @ self.weights).to(w.dtype)

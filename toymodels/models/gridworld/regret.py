@@ -26,7 +26,8 @@ from toymodels.checks import as_float
 from toymodels.models.gridworld.levels import Levels
 
 __all__ = ["check_gamma", "optimal_values", "optimal_actions", "optimal_policy", "policy_values",
-           "level_regrets", "regret", "policy_probabilities", "level_weights"]
+           "level_regrets", "regret", "policy_probabilities", "level_weights",
+           "regrets_from_task_values", "module_level_regrets"]
 
 
 def check_gamma(gamma) -> float:
@@ -107,6 +108,25 @@ def level_regrets(levels: Levels, probabilities: torch.Tensor, gamma: float,
     rows = torch.arange(len(levels))
     best = optimal_values(levels, gamma, dtype)[rows, levels.start]
     return best - values[..., rows, levels.start]
+
+
+def regrets_from_task_values(levels: Levels, task_values: torch.Tensor, gamma: float,
+                             dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """``(..., L)``: ``V*(s₀) − V^π(s₀)`` per level from ``V^π`` on its distinct (maze, cheese)
+    tasks, ``task_values (..., T, N)`` ordered as ``levels.tasks`` (:attr:`Levels.tasks`)."""
+    _, task_of_level = levels.tasks
+    rows = torch.arange(len(levels))
+    best = optimal_values(levels, gamma, dtype)[rows, levels.start]
+    return best - task_values[..., task_of_level, levels.start].to(dtype)
+
+
+def module_level_regrets(policy_module, levels: Levels, gamma: float,
+                         dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """``(L,)`` per-level regrets of a policy module (:func:`policy_probabilities`), with one
+    Bellman system per distinct (maze, cheese) of the levels; differentiable."""
+    tasks, _ = levels.tasks
+    values = policy_values(tasks, policy_probabilities(policy_module, tasks), gamma, dtype)
+    return regrets_from_task_values(levels, values, gamma, dtype)
 
 
 def level_weights(levels: Levels, weights=None, dtype: torch.dtype = torch.float64) -> torch.Tensor:

@@ -24,7 +24,7 @@ from toymodels.checks import as_choice, as_float, as_int, as_optional_int
 from toymodels.threads import torch_threads
 from toymodels.models.gridworld.levels import Levels
 from toymodels.models.gridworld.policy import flat_parameters
-from toymodels.models.gridworld.regret import check_gamma, level_weights, policy_probabilities, regret
+from toymodels.models.gridworld.regret import check_gamma, level_weights, module_level_regrets
 
 __all__ = ["TrainingRun", "train_exact", "Rollouts", "rollout", "discounted_returns", "train_reinforce"]
 
@@ -53,7 +53,7 @@ def _record_every(record_every, steps: int) -> int:
 
 
 def _exact_regret(policy, levels, gamma, weights, dtype) -> torch.Tensor:
-    return regret(levels, policy_probabilities(policy, levels), gamma, weights=weights, dtype=dtype)
+    return module_level_regrets(policy, levels, gamma, dtype) @ level_weights(levels, weights, dtype)
 
 
 def train_exact(policy: torch.nn.Module, levels: Levels, gamma: float, *, steps: int, lr: float,
