@@ -283,9 +283,9 @@ def ensemble_probabilities(ensemble: ModelEnsemble, tokens: Tensor, chunk: int =
 
 def accuracies(probabilities: Tensor, table: StringTable, name: str) -> Tensor:
     """Exact accuracy of each member on distribution ``name``: ``Σ_s p(s) 1{(prob > ½) = label}``."""
-    w = table.weights(name).to(probabilities.dtype)
-    correct = ((probabilities > 0.5).to(probabilities.dtype) == table.labels.to(probabilities.dtype))
-    return (correct * w).sum(-1)
+    w = table.weights(name)
+    correct = (probabilities > 0.5).to(torch.float64) == table.labels
+    return (correct.to(torch.float64) * w).sum(-1).clamp(0.0, 1.0)  # float64: no 1 + 1e-7
 
 
 __all__ += ["ensemble_probabilities", "accuracies"]
