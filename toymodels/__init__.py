@@ -11,6 +11,8 @@ module. The layers, bottom up (``docs/architecture.md``):
 * :mod:`toymodels.validation` — the exact cases behind ``toymodels validate``.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from toymodels.estimators.calibration import CalibrationChoice, CalibrationResult, Schedule, calibrate
 from toymodels.estimators.diagnose import Diagnosis, Finding, diagnose, plot_diagnostics
 from toymodels.estimators.diagnostics import chain_diagnostics
@@ -65,7 +67,13 @@ from toymodels.sampling import (
 )
 from toymodels.sampling import kernels as samplers
 
+try:
+    __version__ = version("toymodels")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
+
 __all__ = [
+    "__version__",
     # the posterior and what it is built from
     "Posterior", "make_posterior", "default_nbeta", "Objective", "PotentialObjective",
     "ModuleObjective", "parameter_mask",

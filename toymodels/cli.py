@@ -39,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.scale <= 0:
         parser.error("--scale must be > 0")
-    cases = validation_cases(args.group, scale=args.scale)
+    try:
+        cases = validation_cases(args.group, scale=args.scale)
+    except ValueError as error:  # an unknown --group: a usage message, not a traceback
+        parser.error(str(error))
     try:
         report = run_validation(cases, json_path=args.json, figure_path=args.figure,
                                 strict=not args.no_strict, resume=args.resume)

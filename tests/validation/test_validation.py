@@ -49,8 +49,22 @@ def test_cli_exit_codes(tmp_path, monkeypatch):
     args = ["--json", str(tmp_path / "v.json"), "--figure", str(tmp_path / "v.png")]
     assert main(["validate", "--group", "bad", *args]) == 1
     assert main(["validate", "--group", "good", *args]) == 0
-    with pytest.raises(ValueError, match="unknown validation groups"):
-        main(["validate", "--group", "nope", *args])
+
+def test_cli_unknown_group_is_a_usage_error_naming_the_groups(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["validate", "--group", "nope"])
+    assert exit_info.value.code == 2  # argparse's usage error, not a traceback
+    err = capsys.readouterr().err
+    assert "usage: toymodels" in err and "unknown validation groups ['nope']" in err
+    assert "gridworld" in err and "dln" in err
+
+
+def test_version_is_the_installed_distributions():
+    from importlib.metadata import version
+
+    import toymodels
+
+    assert toymodels.__version__ == version("toymodels")
 
 
 def test_smoke_every_registered_case_runs_on_a_tiny_budget():
