@@ -101,6 +101,29 @@ class LLCResult:
             out[key] = value
         return out
 
+    def to_arviz(self):
+        """The draws as an ArviZ ``xarray.DataTree`` (arviz-base's :func:`arviz_base.from_dict`),
+        so that ArviZ's ESS, R-hat, MCSE, trace and rank plots apply to them.
+
+        Groups: ``posterior`` with ``llc`` = ``nβ (L_ct − init_loss)`` (chain × draw; its mean
+        over chains and draws is ``llc_mean``) and ``sample_stats`` with ``loss`` = ``loss_trace``;
+        the settings (``nbeta``, ``init_loss``, ``step_size``, ``localization``, ``sampler``,
+        ``num_burnin_steps``, ``num_steps_bw_draws``) are attributes of both groups. Needs
+        ``arviz-base`` (``pip install "toymodels[arviz]"``).
+        """
+        try:
+            from arviz_base import from_dict
+        except ImportError as error:
+            raise ImportError('LLCResult.to_arviz needs arviz-base: pip install "toymodels[arviz]" '
+                              '(or pip install arviz-base)') from error
+        attrs = dict(nbeta=self.nbeta, nbeta_source=self.nbeta_source, init_loss=self.init_loss,
+                     step_size=self.step_size, localization=self.localization, sampler=self.sampler,
+                     num_burnin_steps=self.num_burnin_steps,
+                     num_steps_bw_draws=self.num_steps_bw_draws)
+        loss = np.asarray(self.loss_trace, dtype=float)
+        return from_dict({"posterior": {"llc": self.llc_trace}, "sample_stats": {"loss": loss}},
+                         attrs={"posterior": attrs, "sample_stats": attrs})
+
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1))
 
