@@ -23,6 +23,11 @@ corner policy's regret (0.028) to 0.007 in one drop, with no plateau at the corn
 softmax saturates on the corner-going actions, the gradient that the few away-cheese levels
 contribute is exponentially small: for gradient descent the corner plateau is where training ends.
 
+Sampled gradients. For the first ``reinforce_seeds`` seeds the same initial policy is also trained
+by REINFORCE with a mean baseline on ``reinforce_episodes`` sampled rollouts per step (the same
+optimizer, step and length), and its exact regret is recorded and searched for plateaus by the
+same rule: the stages should not be an artefact of exact gradients.
+
 Plateaus. On the recorded curve a checkpoint is *flat* when ``|log R|`` changes by less than
 ``plateau_tolerance`` over the next ``plateau_window`` records; a plateau is a maximal run of at
 least ``min_plateau_records`` flat checkpoints, and two plateaus whose regrets differ by less than
@@ -59,12 +64,14 @@ from toymodels.models.gridworld import (
     Levels,
     MLPPolicy,
     dfs_maze,
+    flat_parameters,
     load_flat_parameters,
     optimal_policy,
     regret,
     regret_potential,
     sample_levels,
     train_exact,
+    train_reinforce,
 )
 
 
@@ -118,10 +125,16 @@ class Config(ExperimentConfig):
     """SGLD burn-in steps per chain"""
     num_draws: int = 300
     """SGLD draws per chain after burn-in"""
+    reinforce_seeds: int = 1
+    """for the first this many seeds, the same initial policy is also trained by REINFORCE with a
+    mean baseline on sampled rollouts (same optimizer, step and number of steps), to show whether
+    the plateaus survive noisy policy gradients"""
+    reinforce_episodes: int = 128
+    """rollouts per REINFORCE step"""
 
     QUICK = dict(num_seeds=1, size=5, num_levels=12, hidden=(8,), steps=120, record_every=10,
                  plateau_window=2, min_plateau_records=2, num_chains=2, num_burnin_steps=20,
-                 num_draws=30)
+                 num_draws=30, reinforce_seeds=1, reinforce_episodes=16)
 
 
 def corner_policy_regret(levels: Levels, gamma: float) -> float:
@@ -193,8 +206,25 @@ def run_seed(cfg: Config, seed: int, nbeta: float) -> dict:
     with torch.no_grad():
         for p in policy.parameters():
             p.mul_(cfg.init_scale)
+    initial = flat_parameters(policy)
     trained = train_exact(policy, levels, cfg.gamma, steps=cfg.steps, lr=cfg.learning_rate,
                           optimizer=cfg.optimizer, record_every=cfg.record_every)
+    reinforce = None
+    if seed - cfg.seed < cfg.reinforce_seeds:
+        sampled = MLPPolicy(cfg.size, cfg.size, hidden=cfg.hidden, dtype=torch.float64)
+        load_flat_parameters(sampled, initial)
+        run_rl = train_reinforce(sampled, levels, cfg.gamma, torch.Generator().manual_seed(seed + 7919),
+                                 steps=cfg.steps, lr=cfg.learning_rate, optimizer=cfg.optimizer,
+                                 num_episodes=cfg.reinforce_episodes, baseline="mean",
+                                 record_every=cfg.record_every)
+        rl_regrets = np.asarray(run_rl.regrets)
+        rl_plateaus = find_plateaus(rl_regrets, cfg.plateau_window, cfg.plateau_tolerance,
+                                    cfg.min_plateau_records, cfg.min_drop)
+        reinforce = dict(steps=list(run_rl.steps), regrets=rl_regrets.tolist(),
+                         plateau_regrets=[float(rl_regrets[(a + b) // 2]) for a, b in rl_plateaus],
+                         plateau_steps=[[int(run_rl.steps[a]), int(run_rl.steps[b])] for a, b in rl_plateaus])
+        print(f"seed {seed}  REINFORCE: {len(rl_plateaus)} plateau(s) at regret "
+              + ", ".join(f"{r:.4f}" for r in reinforce["plateau_regrets"]), flush=True)
     regrets = np.asarray(trained.regrets)
     plateaus = find_plateaus(regrets, cfg.plateau_window, cfg.plateau_tolerance,
                              cfg.min_plateau_records, cfg.min_drop)
@@ -235,6 +265,7 @@ def run_seed(cfg: Config, seed: int, nbeta: float) -> dict:
                 steps=list(trained.steps), regrets=regrets.tolist(),
                 corner_policy_regret=corner_policy_regret(levels, cfg.gamma),
                 num_corner_levels=len(subset), num_levels=len(levels),
+                reinforce=reinforce,
                 maze=show.walls[0].int().tolist(), shown_cheese=int(show.cheese[0]),
                 shown_corner=int(show.corner[0]), policy_at_plateaus=arrows)
 
@@ -280,7 +311,10 @@ def _plot(report: dict, path) -> None:
     for j, s in enumerate(seeds):
         ax = axes[0, j]
         steps = np.asarray(s["steps"]) + 1
-        ax.plot(steps, s["regrets"], color="C0", lw=1.5, label="regret")
+        ax.plot(steps, s["regrets"], color="C0", lw=1.5, label="regret, exact gradient")
+        if s.get("reinforce"):
+            ax.plot(np.asarray(s["reinforce"]["steps"]) + 1, s["reinforce"]["regrets"], color="C1",
+                    lw=1, alpha=0.8, label="regret, REINFORCE (sampled)")
         ax.axhline(s["corner_policy_regret"], color="C0", ls=":", lw=1, label="corner policy")
         for st in s["stages"]:
             ax.axvspan(st["first_step"] + 1, st["last_step"] + 1, color="0.85", zorder=0)
