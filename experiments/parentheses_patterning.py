@@ -21,7 +21,7 @@ Steps.
    than ``)`` and no negative prefix: only the count can reject them), ``near_count_dip`` (a
    count off by 2 and a negative prefix: a dip detector rejects them, the count only by a small
    margin). The seeds' Jacobians are averaged (MCSE combined).
-3. ``toymodels.estimators.patterning.minimum_norm_intervention`` gives the probe weights that move
+3. ``toymodels.minimum_norm_intervention`` gives the probe weights that move
    ``nested_agreement`` towards the algorithm the base seeds did *not* learn (target
    ``target_change``, the closest mixture in the simplex when it cannot be met).
 4. Retrain the same seeds from the same initialisations on the patterned mixture; report the
@@ -44,8 +44,7 @@ import torch
 
 from experiments.common import ExperimentConfig, output_paths, run, uses_threads, write_json
 from theory import parentheses as theory
-from toymodels import estimate_llc, susceptibilities
-from toymodels.estimators.patterning import minimum_norm_intervention
+from toymodels import estimate_llc, minimum_norm_intervention, susceptibilities
 from toymodels.models.icl import ModelEnsemble
 from toymodels.models.parentheses import (
     ParenthesesConfig,

@@ -15,7 +15,7 @@ Steps.
    observables ``φ_i = ||W_i||²`` (the squared length of each feature's column), sources ``q_i``:
    ``J = nβ χ`` with ``χ = −Cov(φ_i, ℓ_j − L)`` (``toymodels.susceptibilities``).
 2. Target ``dμ``: shrink the last feature's column by ``target_change`` and leave the others
-   (``dμ_i = 0``); ``dh`` from ``toymodels.estimators.patterning.minimum_norm_intervention`` (the
+   (``dμ_i = 0``); ``dh`` from ``toymodels.minimum_norm_intervention`` (the
    closest mixture in the simplex).
 3. First-order check: ``finite_difference_response`` samples the posteriors of ``L ± δ ΔL_dh``,
    ``ΔL_dh = Σ_j dh_j (ℓ_j − L)``, and compares ``(E₊ − E₋)/2δ`` with ``J dh`` (MCSE of the
@@ -39,8 +39,7 @@ import torch
 
 from experiments.common import ExperimentConfig, output_paths, run, uses_threads, write_json
 from theory.tms import kgon_critical_point
-from toymodels import finite_difference_response, susceptibilities
-from toymodels.estimators.patterning import minimum_norm_intervention
+from toymodels import finite_difference_response, minimum_norm_intervention, susceptibilities
 from toymodels.models.tms import (
     convex_hull_vertex_mask,
     empirical_loss,

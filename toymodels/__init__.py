@@ -14,12 +14,28 @@ module. The layers, bottom up (``docs/architecture.md``):
 from importlib.metadata import PackageNotFoundError, version
 
 from toymodels.estimators.calibration import CalibrationChoice, CalibrationResult, Schedule, calibrate
+from toymodels.estimators.compressibility import (
+    SCHEMES,
+    CriticalStrength,
+    VolumeExponent,
+    compress,
+    compression_code_length,
+    critical_strength,
+    fit_volume_exponent,
+    log_uniform_sampler,
+    step_for_bits,
+    volume_code_length,
+    volume_exponent_from_llcs,
+    volume_exponent_mc,
+    weight_matrices,
+)
 from toymodels.estimators.diagnose import Diagnosis, Finding, diagnose, plot_diagnostics
 from toymodels.estimators.diagnostics import chain_diagnostics
 from toymodels.estimators.escape import ESCAPE_FRACTION, escaped_chains, without_chains
 from toymodels.estimators.llc import estimate_llc
 from toymodels.estimators.llc_result import LLCResult, llc_draws, llc_from_trace
 from toymodels.estimators.points import PointLLC, llc_at_points
+from toymodels.estimators.patterning import Intervention, minimum_norm_intervention, repeated_patterning
 from toymodels.estimators.relaxation import Relaxation, relax
 from toymodels.estimators.susceptibility import (
     FiniteDifferenceResult,
@@ -84,6 +100,12 @@ __all__ = [
     "finite_difference_response", "component_llcs", "restricted_potential", "module_loss_function",
     "per_sample_loss_function", "SusceptibilityResult", "FiniteDifferenceResult",
     "PrincipalComponents",
+    # patterning: steer the posterior by reweighting data along χ⁺ dμ
+    "minimum_norm_intervention", "repeated_patterning", "Intervention",
+    # compressibility: volume exponents, compression schemes, code lengths
+    "volume_exponent_mc", "volume_exponent_from_llcs", "fit_volume_exponent", "log_uniform_sampler",
+    "volume_code_length", "VolumeExponent", "critical_strength", "compress",
+    "compression_code_length", "step_for_bits", "weight_matrices", "SCHEMES", "CriticalStrength",
     # diagnosis
     "diagnose", "Diagnosis", "Finding", "plot_diagnostics", "chain_diagnostics", "escaped_chains",
     "without_chains", "ESCAPE_FRACTION",
