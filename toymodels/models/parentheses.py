@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from toymodels.models.icl import ModelEnsemble
-from toymodels.models.transformer import Block, ICLTransformerConfig
+from toymodels.models.transformer import ICLTransformerConfig, TransformerTrunk
 
 __all__ = [
     "PAD", "OPEN", "CLOSE", "CLS", "VOCABULARY_SIZE",
@@ -138,47 +138,25 @@ class ParenthesesConfig:
                                     position_init_std=self.position_init_std)
 
 
-class ParenthesesTransformer(nn.Module):
+class ParenthesesTransformer(TransformerTrunk):
     """``tokens (B, max_length + 1) -> logits (B,)``, read at the last (``CLS``) position.
 
-    Initialisation as :class:`~toymodels.models.transformer.ICLTransformer` (PyTorch's scheme,
-    positions ``N(0, position_init_std²)``), drawn from ``generator`` (``None``: seed 0).
+    The suite's transformer body (:class:`~toymodels.models.transformer.TransformerTrunk`: its
+    initialisation, drawn from ``generator``, ``None``: seed 0) on one-hot tokens.
     """
 
     def __init__(self, config: ParenthesesConfig, generator: torch.Generator | None = None) -> None:
-        super().__init__()
-        self.config = config
-        block_config = config.block_config()
-        with torch.device("meta"):
-            self.embed = nn.Linear(VOCABULARY_SIZE, config.d_model)
-            self.position = nn.Parameter(torch.empty(config.max_length + 1, config.d_model))
-            self.blocks = nn.ModuleList(Block(block_config) for _ in range(config.num_layers))
-            self.ln_final = nn.LayerNorm(config.d_model)
-            self.unembed = nn.Linear(config.d_model, 1)
-        self.to_empty(device="cpu")
-        self.reset_parameters(generator if generator is not None else torch.Generator().manual_seed(0))
-
-    @torch.no_grad()
-    def reset_parameters(self, generator: torch.Generator) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                bound = 1.0 / math.sqrt(module.in_features)
-                module.weight.uniform_(-bound, bound, generator=generator)
-                module.bias.uniform_(-bound, bound, generator=generator)
-            elif isinstance(module, nn.LayerNorm):
-                module.weight.fill_(1.0)
-                module.bias.zero_()
-        self.position.normal_(0.0, self.config.position_init_std, generator=generator)
+        super().__init__(config.block_config(), VOCABULARY_SIZE, config.max_length + 1, generator)
+        self.sizes = config
 
     def forward(self, tokens: Tensor) -> Tensor:
-        if tokens.shape[-1] != self.config.max_length + 1:
-            raise ValueError(f"tokens must have {self.config.max_length + 1} positions (tokenize with "
-                             f"max_length={self.config.max_length}); got shape {tuple(tokens.shape)}")
+        max_length = self.sizes.max_length
+        if tokens.shape[-1] != max_length + 1:
+            raise ValueError(f"tokens must have {max_length + 1} positions (tokenize with "
+                             f"max_length={max_length}); got shape {tuple(tokens.shape)}")
         vocab = torch.arange(VOCABULARY_SIZE, device=tokens.device)
         one_hot = (tokens.unsqueeze(-1) == vocab).to(self.embed.weight.dtype)  # (B, T, V), vmappable
-        h = self.embed(one_hot) + self.position  # (B, T, C)
-        for block in self.blocks:
-            h = block(h)
+        h = self.residual_stream(one_hot)
         return self.unembed(self.ln_final(h[..., -1, :])).squeeze(-1)  # (B,)
 
 

@@ -141,21 +141,25 @@ class Block(nn.Module):
         return h + self.mlp(self.ln_mlp(h))
 
 
-class ICLTransformer(nn.Module):
-    """``tokens (B, 2K-1, D+1) -> predictions (B, K)`` of every ``y_k`` from its prefix.
+class TransformerTrunk(nn.Module):
+    """The shared body of the suite's small transformers: a linear embedding of ``token_width``
+    features, learned positions, pre-LayerNorm blocks, a final LayerNorm and a scalar read-out
+    (``embed``, ``position``, ``blocks``, ``ln_final``, ``unembed``); subclasses say which
+    positions they read.
 
     ``generator`` drives the initialisation (PyTorch's default scheme: Linear weights and
     biases ``U(-1/√fan_in, 1/√fan_in)``, LayerNorm ``(1, 0)``; position embeddings
-    ``N(0, position_init_std²)``); ``None``
-    means a fresh generator seeded with 0, so two models built alike are equal.
+    ``N(0, position_init_std²)``); ``None`` means a fresh generator seeded with 0, so two models
+    built alike are equal.
     """
 
-    def __init__(self, config: ICLTransformerConfig, generator: torch.Generator | None = None) -> None:
+    def __init__(self, config: ICLTransformerConfig, token_width: int, num_positions: int,
+                 generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.config = config
         with torch.device("meta"):  # build without drawing from the global RNG
-            self.embed = nn.Linear(config.token_width, config.d_model)
-            self.position = nn.Parameter(torch.empty(config.num_tokens, config.d_model))
+            self.embed = nn.Linear(token_width, config.d_model)
+            self.position = nn.Parameter(torch.empty(num_positions, config.d_model))
             self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
             self.ln_final = nn.LayerNorm(config.d_model)
             self.unembed = nn.Linear(config.d_model, 1)
@@ -175,6 +179,21 @@ class ICLTransformer(nn.Module):
                 module.bias.zero_()
         self.position.normal_(0.0, self.config.position_init_std, generator=generator)
 
+    def residual_stream(self, features: Tensor) -> Tensor:
+        """``(B, T, token_width) -> (B, T, d_model)``: embedding plus positions, then the blocks."""
+        h = self.embed(features) + self.position  # (B, T, C)
+        for block in self.blocks:
+            h = block(h)  # (B, T, C)
+        return h
+
+
+class ICLTransformer(TransformerTrunk):
+    """``tokens (B, 2K-1, D+1) -> predictions (B, K)`` of every ``y_k`` from its prefix
+    (initialisation: :class:`TransformerTrunk`)."""
+
+    def __init__(self, config: ICLTransformerConfig, generator: torch.Generator | None = None) -> None:
+        super().__init__(config, config.token_width, config.num_tokens, generator)
+
     def forward(self, tokens: Tensor) -> Tensor:
         cfg = self.config
         if tokens.shape[-2:] != (cfg.num_tokens, cfg.token_width):
@@ -182,8 +201,6 @@ class ICLTransformer(nn.Module):
                 f"tokens must have shape (B, {cfg.num_tokens}, {cfg.token_width}) for D = {cfg.dim}, "
                 f"K = {cfg.num_examples}; got {tuple(tokens.shape)} (build them with tokenize_icl)"
             )
-        h = self.embed(tokens) + self.position  # (B, T, C)
-        for block in self.blocks:
-            h = block(h)  # (B, T, C)
+        h = self.residual_stream(tokens)
         out = self.unembed(self.ln_final(h)).squeeze(-1)  # (B, T)
         return out[..., 0::2]  # predictions at the x-tokens: (B, K)
