@@ -5,7 +5,7 @@ import inside a function only hides a circle):
 * nothing in ``theory`` or ``toymodels`` imports ``experiments`` (scripts, not a package);
 * ``toymodels`` has no import circle, and its layers import only downwards:
   ``checks``/``threads`` < ``objectives`` < ``sampling`` < ``estimators`` < ``models`` <
-  ``validation`` < ``cli`` (the validation registry is the one place that may import both
+  ``validation``/``compat`` < ``cli`` (the validation registry is the one place that may import both
   ``theory`` and the estimators);
 * no module imports another module's private name (``_x``).
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: toymodels' layers, bottom first; a module may import its own layer and those below
 LAYERS = [("checks", "threads"), ("objectives",), ("sampling",), ("estimators",), ("models",),
-          ("validation",), ("cli",)]
+          ("validation", "compat"), ("cli",)]
 
 
 def _module_name(path: Path) -> str:
