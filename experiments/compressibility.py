@@ -34,10 +34,10 @@ from experiments.common import ExperimentConfig, output_paths, run, uses_threads
 from theory.dln import learning_coefficient as dln_lambda
 from theory.normal_crossing import learning_coefficient as nc_lambda
 from theory.tms import kgon_critical_point, kgon_learning_coefficient
-from toymodels import estimate_llc
-from toymodels.estimators.compressibility import (
+from toymodels import (
     SCHEMES,
     critical_strength,
+    estimate_llc,
     log_uniform_sampler,
     volume_exponent_from_llcs,
     volume_exponent_mc,
@@ -53,6 +53,7 @@ from toymodels.models.dln import (
 from toymodels.models.potentials import normal_crossing_potential, quadratic_potential
 from toymodels.models.tms import population_loss as tms_loss
 from toymodels.models.tms.loss import flatten_params
+from toymodels.threads import torch_threads
 
 NORMAL_CROSSINGS = (([1, 1], None), ([1, 2], None), ([2, 2], None), ([1, 1, 1], None),
                     ([1, 2], [1, 0]), ([1, 1], [1, 1]))
@@ -81,17 +82,24 @@ class Config(ExperimentConfig):
     """chains per DLN run"""
     llc_nbeta: float = 1e4
     """nβ of λ̂ for the potentials and the k-gons"""
+    llc_steps: int = 2000
+    """SGLD draws (and as many burn-in steps) of λ̂ for the potentials and k-gons"""
     eps_values: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
     """loss tolerances of the critical strengths"""
     num_draws: int = 64
     """noise draws per critical σ"""
-    llc_steps: int = 2000
-    """SGLD draws (and as many burn-in steps) of λ̂ for the potentials and k-gons"""
+    models_per_family: int = 0
+    """the first this many models of each family (normal crossings, quadratics, DLNs, k-gons); 0: all"""
     workers: int = 2
     """processes for the DLN runs"""
 
-    QUICK = dict(num_samples=20_000, num_bootstrap=5, ti_nbetas=(1e3, 1e4), diffusion=0.02,
-                 num_chains=4, num_draws=4, eps_values=(1e-3,), workers=1, llc_steps=50)
+    QUICK = dict(num_samples=20_000, num_bootstrap=5, ti_nbetas=(1e3, 1e4), diffusion=0.005,
+                 num_chains=4, num_draws=4, eps_values=(1e-3,), workers=1, models_per_family=2,
+                 llc_steps=50)
+
+    def family(self, models: tuple) -> tuple:
+        """The models of one family this run uses."""
+        return models[:self.models_per_family] if self.models_per_family > 0 else models
 
 
 class VectorModel(torch.nn.Module):
@@ -125,7 +133,7 @@ class TMSModule(torch.nn.Module):
 
 def exact_exponents(cfg: Config) -> list[dict]:
     rows = []
-    for i, (k, h) in enumerate(NORMAL_CROSSINGS):
+    for i, (k, h) in enumerate(cfg.family(NORMAL_CROSSINGS)):
         lam, m = nc_lambda(k, h)
         res = volume_exponent_mc(normal_crossing_potential(k), log_uniform_sampler(len(k), exponents=h),
                                  num_samples=cfg.num_samples, multiplicity=m,
@@ -134,7 +142,7 @@ def exact_exponents(cfg: Config) -> list[dict]:
                          exact_volume=True, **{"lambda": float(lam)}, multiplicity=m,
                          exponent=res.exponent, exponent_se=res.exponent_se,
                          naive_exponent=res.naive_exponent, eps_range=[res.eps[0], res.eps[-1]]))
-    for i, a in enumerate(QUADRATICS):
+    for i, a in enumerate(cfg.family(QUADRATICS)):
         A = torch.diag(torch.tensor(a, dtype=torch.float64))
         res = volume_exponent_mc(quadratic_potential(A), log_uniform_sampler(len(a), prior="gaussian"),
                                  num_samples=cfg.num_samples, num_bootstrap=cfg.num_bootstrap,
@@ -160,14 +168,15 @@ def dln_teacher(widths, rank, seed):
 
 def dln_llc(job) -> dict:
     cfg, widths, rank, nbeta = job
-    torch.set_num_threads(cfg.num_threads)
-    t, P = dln_teacher(widths, rank, cfg.seed)
-    stats_ = SufficientStatistics.population(P, input_covariance(widths[0]))
-    L = len(widths) - 1
-    gamma = cfg.ti_localization * nbeta ** (1 / L)
-    res = estimate_dln_llc(widths, t.flat, stats_, nbeta=nbeta, localization=gamma,
-                           diffusion_time=cfg.diffusion / gamma, step_fraction=0.3 * min(1.0, gamma ** (L - 1)),
-                           num_chains=cfg.num_chains, seed=cfg.seed + 1)
+    with torch_threads(cfg.num_threads):  # a worker process starts with torch's default
+        t, P = dln_teacher(widths, rank, cfg.seed)
+        stats_ = SufficientStatistics.population(P, input_covariance(widths[0]))
+        L = len(widths) - 1
+        gamma = cfg.ti_localization * nbeta ** (1 / L)
+        res = estimate_dln_llc(widths, t.flat, stats_, nbeta=nbeta, localization=gamma,
+                               diffusion_time=cfg.diffusion / gamma,
+                               step_fraction=0.3 * min(1.0, gamma ** (L - 1)),
+                               num_chains=cfg.num_chains, seed=cfg.seed + 1)
     return dict(widths=widths, rank=rank, nbeta=nbeta, llc=res.llc_mean, mcse=res.mcse)
 
 
@@ -182,10 +191,10 @@ def _map(fn, jobs, workers):
 
 
 def dln_exponents(cfg: Config) -> tuple[list[dict], dict]:
-    jobs = [(cfg, w, r, float(nb)) for w, r in DLNS for nb in cfg.ti_nbetas]
+    jobs = [(cfg, w, r, float(nb)) for w, r in cfg.family(DLNS) for nb in cfg.ti_nbetas]
     runs = _map(dln_llc, jobs, cfg.workers)
     rows, llc_of = [], {}
-    for w, r in DLNS:
+    for w, r in cfg.family(DLNS):
         mine = [x for x in runs if x["widths"] == w and x["rank"] == r]
         lam, m = dln_lambda(w, r)
         res = volume_exponent_from_llcs([x["nbeta"] for x in mine], [x["llc"] for x in mine],
@@ -207,24 +216,24 @@ def known_models(cfg: Config, dln_llcs: dict) -> list[dict]:
     """Every model as an nn.Module at a minimum, with λ and λ̂ (``llc`` None where not measured)."""
     g = torch.Generator().manual_seed(cfg.seed + 7)
     models = []
-    for k, h in NORMAL_CROSSINGS:
+    for k, h in cfg.family(NORMAL_CROSSINGS):
         if h is not None:
             continue  # a prior exponent is not a property of the loss: the module has none
         center = 0.3 + 0.4 * torch.rand(len(k), generator=g, dtype=torch.float64)
         models.append(dict(name=f"normal crossing k={k}", lam=float(nc_lambda(k)[0]),
                            module=VectorModel(normal_crossing_potential(k), center),
                            potential=normal_crossing_potential(k), center=center))
-    for a in QUADRATICS:
+    for a in cfg.family(QUADRATICS):
         center = 0.3 + 0.4 * torch.rand(len(a), generator=g, dtype=torch.float64)
         pot = quadratic_potential(torch.diag(torch.tensor(a, dtype=torch.float64)))
         models.append(dict(name=f"quadratic eig={list(a)}", lam=len(a) / 2,
                            module=VectorModel(pot, center), potential=pot, center=center))
-    for w, r in DLNS:
+    for w, r in cfg.family(DLNS):
         t, P = dln_teacher(w, r, cfg.seed)
         net = DeepLinearNetwork(w, list(t.layers), dtype=torch.float64)
         models.append(dict(name=f"DLN {list(w)} r={r}", lam=float(dln_lambda(w, r)[0]), module=net,
                            loss=_dln_loss(w, P), llc=dln_llcs.get((w, r), (None, None))[0]))
-    for k, pos in KGONS:
+    for k, pos in cfg.family(KGONS):
         W, b = kgon_critical_point(k, 6, pos)
         models.append(dict(name=f"TMS {k}{'+' * pos}-gon (c=6)", lam=float(kgon_learning_coefficient(k, 6, pos)),
                            module=TMSModule(W, b), potential=tms_loss,

@@ -1,16 +1,14 @@
 """Smoke tests of experiments/compressibility.py and experiments/dln_resolution_dial.py: the quick
-budgets run and write the JSON schemas of issue 18 and a figure; the dial's thresholds and
-plateau points follow from the loss."""
+budgets (two models of each family, no worker processes; a few seconds each) run and write the
+JSON schemas of issue 18 and a figure; the dial's thresholds and plateau points follow from the
+loss."""
 
 import json
 import math
 
-import pytest
-
 from experiments import compressibility, dln_resolution_dial
 
 
-@pytest.mark.slow  # ~50 s on 2 loaded cores: every model family, scheme and both volume routes
 def test_smoke_compressibility_quick_writes_the_schema(tmp_path):
     cfg = compressibility.Config.quick_config(out_dir=tmp_path, figure=tmp_path / "c.png")
     compressibility.main(cfg)
