@@ -17,7 +17,11 @@ Two parts:
    ``nn.Module`` at a minimum: normal crossings and quadratics (one parameter vector, centred at
    a generic point so that rounding is not trivially exact), DLNs, TMS k-gons (c = 6; λ from
    :func:`theory.tms.kgon_learning_coefficient`). Complexity ordering: ``−log(step)``,
-   ``−log(σ)`` and the critical rank against λ and λ̂ (Spearman), at several ε.
+   ``−log(σ)`` and the critical rank against λ and λ̂ (Spearman), at several ε. λ̂ of the DLNs
+   is the top rung of the TI ladder; λ̂ of the potentials and k-gons comes from one rule for
+   every model: nβ = 10⁴, γ = 1, ``step_size="auto"`` in :func:`toymodels.estimate_llc`
+   (calibrated ε, relaxed chains, burn-in from the measured autocorrelation time), printed
+   beside λ and, where it is known exactly, beside its finite-nβ target ``nβ E[K]``.
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ from scipy import stats
 
 from experiments.common import ExperimentConfig, output_paths, run, uses_threads, write_json
 from theory.dln import learning_coefficient as dln_lambda
+from theory.normal_crossing import finite_temperature_llc
 from theory.normal_crossing import learning_coefficient as nc_lambda
+from theory.regular import localized_llc
 from theory.tms import kgon_critical_point, kgon_learning_coefficient
 from toymodels import (
     SCHEMES,
@@ -81,9 +87,21 @@ class Config(ExperimentConfig):
     num_chains: int = 16
     """chains per DLN run"""
     llc_nbeta: float = 1e4
-    """nβ of λ̂ for the potentials and the k-gons"""
-    llc_steps: int = 2000
-    """SGLD draws (and as many burn-in steps) of λ̂ for the potentials and k-gons"""
+    """nβ of λ̂ for the potentials and the k-gons (localization γ = 1 about the minimum)"""
+    llc_chains: int = 32
+    """chains of each λ̂ of a potential or k-gon"""
+    llc_budget_seconds: float = 10.0
+    """wall-clock budget of each λ̂ of a potential or k-gon (``step_size="auto"``: the
+    calibration, relaxation and burn-in run in full; the draws are cut to fit; 0: no budget)"""
+    llc_calibration_draws: int = 200
+    """draws (and burn-in steps) per step size of the calibration behind ``step_size="auto"``"""
+    llc_relax_max_steps: int = 500_000
+    """at most this many relaxation steps before the calibration"""
+    llc_budget_steps: int = 0
+    """at most this many steps per chain after the relaxation (0: no cap; the quick budget)"""
+    llc_burnin_steps: int = 0
+    """0: the burn-in ``step_size="auto"`` chooses (after relaxing the chains); a number skips the
+    relaxation and burns in this many steps from the minimum (the quick budget)"""
     eps_values: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
     """loss tolerances of the critical strengths"""
     num_draws: int = 64
@@ -91,11 +109,12 @@ class Config(ExperimentConfig):
     models_per_family: int = 0
     """the first this many models of each family (normal crossings, quadratics, DLNs, k-gons); 0: all"""
     workers: int = 2
-    """processes for the DLN runs"""
+    """processes for the DLN runs and the λ̂ of the potentials and k-gons"""
 
     QUICK = dict(num_samples=20_000, num_bootstrap=5, ti_nbetas=(1e3, 1e4), diffusion=0.005,
                  num_chains=4, num_draws=4, eps_values=(1e-3,), workers=1, models_per_family=2,
-                 llc_steps=50)
+                 llc_chains=8, llc_budget_seconds=0.0, llc_calibration_draws=30, llc_relax_max_steps=400,
+                 llc_budget_steps=200, llc_burnin_steps=50)
 
     def family(self, models: tuple) -> tuple:
         """The models of one family this run uses."""
@@ -220,19 +239,20 @@ def known_models(cfg: Config, dln_llcs: dict) -> list[dict]:
         if h is not None:
             continue  # a prior exponent is not a property of the loss: the module has none
         center = 0.3 + 0.4 * torch.rand(len(k), generator=g, dtype=torch.float64)
-        models.append(dict(name=f"normal crossing k={k}", lam=float(nc_lambda(k)[0]),
+        models.append(dict(name=f"normal crossing k={k}", lam=float(nc_lambda(k)[0]), nc_exponents=k,
                            module=VectorModel(normal_crossing_potential(k), center),
                            potential=normal_crossing_potential(k), center=center))
     for a in cfg.family(QUADRATICS):
         center = 0.3 + 0.4 * torch.rand(len(a), generator=g, dtype=torch.float64)
         pot = quadratic_potential(torch.diag(torch.tensor(a, dtype=torch.float64)))
-        models.append(dict(name=f"quadratic eig={list(a)}", lam=len(a) / 2,
+        models.append(dict(name=f"quadratic eig={list(a)}", lam=len(a) / 2, eigenvalues=list(a),
                            module=VectorModel(pot, center), potential=pot, center=center))
     for w, r in cfg.family(DLNS):
         t, P = dln_teacher(w, r, cfg.seed)
         net = DeepLinearNetwork(w, list(t.layers), dtype=torch.float64)
         models.append(dict(name=f"DLN {list(w)} r={r}", lam=float(dln_lambda(w, r)[0]), module=net,
-                           loss=_dln_loss(w, P), llc=dln_llcs.get((w, r), (None, None))[0]))
+                           loss=_dln_loss(w, P), llc=dln_llcs.get((w, r), (None, None))[0],
+                           llc_mcse=dln_llcs.get((w, r), (None, None))[1]))
     for k, pos in cfg.family(KGONS):
         W, b = kgon_critical_point(k, 6, pos)
         models.append(dict(name=f"TMS {k}{'+' * pos}-gon (c=6)", lam=float(kgon_learning_coefficient(k, 6, pos)),
@@ -250,19 +270,45 @@ def _dln_loss(widths, P):
     return loss
 
 
-def _potential_llc(model: dict, cfg: Config) -> float:
-    """λ̂ of a potential at its centre: SGLD, a small fixed step, γ = 1."""
-    pot, center = model["potential"], model["center"]
-    tms = model["name"].startswith("TMS")  # the TMS loss is not 0 at its minimum: subtract it
-    base = float(pot(center).detach()) if tms else 0.0
+def llc_target(model: dict, cfg: Config) -> float | None:
+    """The exact value λ̂ converges to at (nβ, γ = 1) where it is known: ``nβ E[K]`` of the
+    localized tempered posterior (:func:`theory.normal_crossing.finite_temperature_llc`,
+    :func:`theory.regular.localized_llc`); it tends to λ as nβ → ∞, slowly (~(m−1)/log nβ) for
+    the normal crossings with m > 1. ``None`` for the DLNs and k-gons (λ only)."""
+    if "nc_exponents" in model:
+        return finite_temperature_llc(model["nc_exponents"], nbeta=cfg.llc_nbeta, localization=1.0, box=None)
+    if "eigenvalues" in model:
+        return localized_llc(model["eigenvalues"], nbeta=cfg.llc_nbeta, localization=1.0)
+    return None
 
-    def shifted(w):
-        return pot(w) - base if tms else pot(w - center)
 
-    res = estimate_llc(shifted, init=center.clone(), nbeta=cfg.llc_nbeta, localization=1.0,
-                       step_size=1e-2 / cfg.llc_nbeta, num_chains=8, num_draws=cfg.llc_steps,
-                       num_burnin_steps=cfg.llc_steps, seed=cfg.seed, progress=False)
-    return res.llc_mean
+def potential_llc(job) -> dict:
+    """λ̂ of one potential or k-gon at its minimum, by the same rule for every model: nβ =
+    ``cfg.llc_nbeta``, γ = 1, ``step_size="auto"`` (:func:`toymodels.estimate_llc` calibrates ε,
+    relaxes the chains and sets burn-in and draws from the measured autocorrelation time)."""
+    cfg, name = job
+    with torch_threads(cfg.num_threads):  # a worker process starts with torch's default
+        model = next(m for m in known_models(cfg, {}) if m["name"] == name)
+        pot, center = model["potential"], model["center"]
+        tms = name.startswith("TMS")  # the TMS loss is not 0 at its minimum: subtract it
+        base = float(pot(center).detach()) if tms else 0.0
+
+        def shifted(w):
+            return pot(w) - base if tms else pot(w - center)
+
+        d = cfg.llc_calibration_draws
+        calibration = dict(num_chains=cfg.llc_chains, num_draws=d, num_burnin_steps=d, scan_steps=min(300, d),
+                           relax_max_steps=cfg.llc_relax_max_steps)
+        if cfg.quick:  # a smoke test of the path: a three-point grid, one round
+            calibration.update(scan_chains=4, max_rounds=1, num_step_sizes=3)
+        res = estimate_llc(shifted, init=center.clone(), nbeta=cfg.llc_nbeta, localization=1.0,
+                           step_size="auto", num_chains=cfg.llc_chains, seed=cfg.seed,
+                           budget_seconds=cfg.llc_budget_seconds or None, budget_steps=cfg.llc_budget_steps or None,
+                           num_burnin_steps=cfg.llc_burnin_steps or None, progress=False, calibration_options=calibration)
+    s = res.schedule
+    return dict(name=name, llc=res.llc_mean, llc_mcse=res.mcse, step_size=s["step_size"],
+                num_burnin_steps=s["num_burnin_steps"], num_draws=s["num_draws"],
+                num_steps_bw_draws=s["num_steps_bw_draws"], short_of_target=s["short_of_target"])
 
 
 def critical_table(models: list[dict], cfg: Config) -> list[dict]:
@@ -270,7 +316,9 @@ def critical_table(models: list[dict], cfg: Config) -> list[dict]:
     for model in models:
         module = model["module"]
         loss = model.get("loss") or (lambda m: m())
-        entry = dict(model=model["name"], **{"lambda": model["lam"]}, llc=model.get("llc"))
+        entry = dict(model=model["name"], **{"lambda": model["lam"]}, llc=model.get("llc"),
+                     llc_mcse=model.get("llc_mcse"), llc_target=model.get("llc_target"),
+                     llc_run=model.get("llc_run"))
         for eps in cfg.eps_values:
             for scheme in SCHEMES:
                 try:
@@ -358,9 +406,13 @@ def main(cfg: Config) -> dict:
     dln_rows, dln_llcs = dln_exponents(cfg)
     exponents = exact + dln_rows
     models = known_models(cfg, dln_llcs)
+    runs = _map(potential_llc, [(cfg, m["name"]) for m in models if "potential" in m], cfg.workers)
     for m in models:
-        if m.get("llc") is None and "potential" in m:
-            m["llc"] = _potential_llc(m, cfg)
+        m["llc_target"] = llc_target(m, cfg)
+        for r in runs:
+            if r["name"] == m["name"]:
+                m["llc"], m["llc_mcse"] = r["llc"], r["llc_mcse"]
+                m["llc_run"] = {k: v for k, v in r.items() if k not in ("name", "llc", "llc_mcse")}
     rows = critical_table(models, cfg)
     corr = correlations(rows, cfg)
     report = dict(exponents=exponents, schemes=corr, critical_strengths=rows,
@@ -370,6 +422,11 @@ def main(cfg: Config) -> dict:
     for e in exponents:
         print(f"{e['model']:48} {e['lambda']:6.3f} {e['exponent']:9.4f} {e['exponent_se']:7.4f} "
               f"{e['naive_exponent']:7.4f}")
+    print(f"\n{'model':34} {'λ':>6} {'nβE[K] exact':>12} {'λ̂':>8} {'mcse':>6} {'step':>8}")
+    for r in rows:
+        target = "—" if r["llc_target"] is None else f"{r['llc_target']:.3f}"
+        step = "TI" if r["llc_run"] is None else f"{r['llc_run']['step_size']:.1e}"
+        print(f"{r['model']:34} {r['lambda']:6.3f} {target:>12} {r['llc']:8.3f} {r['llc_mcse']:6.3f} {step:>8}")
     for scheme, c in corr.items():
         print(f"{scheme:9} ε={c['eps']}: Spearman vs λ {c['spearman_vs_lambda']:.3f}, "
               f"vs λ̂ {c['spearman_vs_llc']:.3f}")

@@ -21,6 +21,9 @@ def test_smoke_compressibility_quick_writes_the_schema(tmp_path):
     assert set(saved["schemes"]) == {"quantize", "rank", "noise"}
     for c in saved["schemes"].values():
         assert isinstance(c["spearman_vs_lambda"], float) and isinstance(c["spearman_vs_llc"], float)
+    # every model of the critical-strength table has a λ̂ with its Monte-Carlo error
+    for r in saved["critical_strengths"]:
+        assert math.isfinite(r["llc"]) and r["llc_mcse"] > 0
     # the exact cases' exponents are meaningful even on the quick budget
     exact = [e for e in saved["exponents"] if e["exact_volume"]]
     assert all(abs(e["exponent"] - e["lambda"]) < 5 * e["exponent_se"] + 0.05 * e["lambda"] for e in exact)
