@@ -73,6 +73,8 @@ from toymodels.sampling import (
     SGLDInfo,
     TemperedSamples,
     anneal,
+    distributed_chains,
+    init_distributed,
     make_sampler,
     mala_log_acceptance,
     parallel_tempering,
@@ -114,6 +116,8 @@ __all__ = [
     "SGLDHyperparameters", "ChainHyperparameters", "sgld_hyperparameters_from_scales", "sgld_step",
     "SGLDInfo", "SGLD", "SGNHT", "RMSPropSGLD", "MALA", "make_sampler", "samplers",
     "mala_log_acceptance", "parallel_tempering", "anneal", "TemperedSamples",
+    # chains split over torch.distributed processes (torchrun)
+    "init_distributed", "distributed_chains",
     # models with an interface of their own
     "GridworldEnv",
 ]

@@ -38,6 +38,7 @@ from toymodels.sampling import (
     make_sampler,
     run_sgld,
 )
+from toymodels.sampling.distributed import distributed_chains, will_split
 
 # LLCResult, llc_draws, llc_from_trace, default_nbeta and make_objective stay importable from here
 __all__ = ["LLCResult", "estimate_llc", "llc_from_trace", "llc_draws", "default_nbeta",
@@ -73,6 +74,7 @@ def estimate_llc(
     budget_steps: int | None = 1_000_000,
     budget_seconds: float | None = None,
     calibration_options: dict | None = None,
+    distributed: bool | str = "auto",
 ) -> LLCResult:
     """Estimate the local learning coefficient at ``w*`` with chains run as one tensor (SGLD by default).
 
@@ -142,6 +144,11 @@ def estimate_llc(
             most for the relaxation); the draws are cut to fit it.
         calibration_options: with ``"auto"``: keyword arguments for :func:`toymodels.calibrate`
             (e.g. ``{"num_chains": 64}`` for a more precise bias slope).
+        distributed: ``"auto"`` (default): under ``torchrun`` with a default process group of N > 1
+            processes initialised (by you, or by :func:`toymodels.init_distributed`), the chains
+            (and the calibration's) are split over the N processes, one device each, and the
+            traces gathered, so every rank returns the same result
+            (:mod:`toymodels.sampling.distributed`); ``False`` runs every chain in this process.
 
     The result carries diagnostics (``fraction_below_init``, ``mala_acceptance`` or
     ``acceptance_rate``, the trace's drift terms); ``result.diagnose()`` says in words what they
@@ -156,11 +163,18 @@ def estimate_llc(
                        budget_steps=budget_steps, budget_seconds=budget_seconds,
                        num_threads=num_threads, calibration=calibration,
                        calibration_options=calibration_options)
+    if distributed not in ("auto", True, False):
+        raise ValueError(f"distributed must be 'auto', True or False, got {distributed!r}")
+    if budget_seconds is not None and will_split(distributed):
+        raise ValueError("budget_seconds is a wall-clock budget, and processes that each watch "
+                         "their own clock could stop at different points: across processes give "
+                         "budget_steps instead")
     posterior = make_posterior(target, init=init, data=data, loss_fn=loss_fn, batch_size=batch_size,
                                nbeta=nbeta, localization=localization, log_prior=log_prior,
                                restrict_to=restrict_to)
-    return _estimate(posterior, run, chain_init=_checked_chain_init(chain_init, posterior, num_chains),
-                     observables=observables, progress=progress)
+    with distributed_chains(distributed):
+        return _estimate(posterior, run, chain_init=_checked_chain_init(chain_init, posterior, num_chains),
+                         observables=observables, progress=progress)
 
 
 @dataclass

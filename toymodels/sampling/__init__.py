@@ -10,9 +10,11 @@ inside may change):
   pure ``transition``); ``kernels`` — the registry by name;
 * ``adaptation`` — dual averaging of the step size, composed by the driver during burn-in;
 * ``tempering`` — parallel tempering over a ladder of inverse temperatures;
+* ``distributed`` — chains split over ``torch.distributed`` processes.
 * ``driver`` — :func:`run_chains`; ``trace`` — :class:`SamplingTrace` and the early endings.
 """
 
+from toymodels.sampling.distributed import distributed_chains, init_distributed
 from toymodels.sampling.driver import ON_DIVERGENCE, build_kernel, run_chains, run_sgld
 from toymodels.sampling.hyper import (
     ChainHyperparameters,
@@ -35,4 +37,5 @@ __all__ = [
     "SGLDInfo", "sgld_step",
     "TemperedSamples", "anneal", "geometric_ladder", "parallel_tempering",
     "DivergenceError", "SamplingInterrupted", "SamplingTrace",
+    "distributed_chains", "init_distributed",
 ]

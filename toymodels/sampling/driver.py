@@ -11,6 +11,7 @@ per-draw losses, gradient norms, observables), and estimators such as
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 
@@ -23,6 +24,7 @@ from tqdm.auto import tqdm
 from toymodels.checks import as_choice, as_int
 from toymodels.objectives import Objective, PotentialObjective
 from toymodels.sampling.adaptation import DualAveraging
+from toymodels.sampling.distributed import all_ranks_mean, chain_split, gather_traces, rank_seed
 from toymodels.sampling.hyper import SGLDHyperparameters, broadcast_hyperparameters
 from toymodels.sampling.integrator import Evaluation, Target
 from toymodels.sampling.kernels import make_sampler
@@ -101,15 +103,25 @@ def run_chains(
                                       num_burnin_steps=schedule["num_burnin_steps"])
     generator = _generator(seed, objective.center.device)
     center = _check_centers(centers, objective, schedule["num_chains"])
-    target = make_target(objective, log_prior, _check_mask(mask, objective), generator, center)
     step_hyper = broadcast_hyperparameters(hyper, chain_hyper, schedule["num_chains"],
                                            objective.center.dtype, objective.center.device)
+    start = _initial_positions(center, schedule["num_chains"], chain_init)
+    # under torch.distributed: this rank's block of the chains, its own generator, gathered after
+    split = chain_split(schedule["num_chains"])
+    if split is not None:
+        block = slice(split.start, split.stop)
+        schedule["num_chains"] = split.local_chains
+        generator = _generator(rank_seed(generator.initial_seed(), split), objective.center.device)
+        start = start[block]
+        step_hyper = step_hyper.select(block)
+        center = center if centers is None else center[block]
+        progress = progress and split.rank == 0
+    target = make_target(objective, log_prior, _check_mask(mask, objective), generator, center)
     init_loss = objective.full_loss(center.reshape(-1, center.shape[-1])).detach().cpu().double().numpy()
     if not np.isfinite(init_loss).all():
         raise ValueError(f"the loss at init (w*) is not finite ({init_loss}); check the model and data")
     # one centre: a number; one centre per chain: an array over the chains (kept ones in the trace)
     init_loss = float(init_loss[0]) if centers is None else init_loss
-    start = _initial_positions(center, schedule["num_chains"], chain_init)
     observable_fns = {name: vmap(fn) for name, fn in (observables or {}).items()}
     fields = dict(init_loss=init_loss, hyper=hyper, num_burnin_steps=schedule["num_burnin_steps"],
                   num_steps_bw_draws=schedule["num_steps_bw_draws"], sampler=kernel.name,
@@ -117,11 +129,17 @@ def run_chains(
                   chain_hyper=step_hyper if chain_hyper else None)
     loop = dict(kernel=kernel, adaptation=adaptation, target=target, hyper=step_hyper,
                 generator=generator, observables=observable_fns, on_divergence=on_divergence,
-                progress=progress, check_every=check_every, fields=fields, **schedule)
-    if num_threads is not None:
-        with torch_threads(num_threads):
+                progress=progress, check_every=check_every, fields=fields,
+                # MALA's dual averaging adapts one step size from every rank's acceptances
+                acceptance_mean=all_ranks_mean if split is not None else None, **schedule)
+    with torch_threads(num_threads) if num_threads is not None else contextlib.nullcontext():
+        if split is None:
             return _sample(start, **loop)
-    return _sample(start, **loop)
+        try:
+            outcome = _sample(start, **loop)
+        except (DivergenceError, RuntimeError, ValueError) as exc:
+            outcome = exc  # raised on every rank by gather_traces, with global chain indices
+        return gather_traces(outcome, split, objective.center.device)
 
 
 #: the same driver under the name of its first sampler
@@ -238,7 +256,7 @@ def _is_draw(step: int, num_burnin_steps: int, num_steps_bw_draws: int) -> bool:
 
 def _sample(position, *, kernel, adaptation, target, hyper, generator, observables, on_divergence,
             progress, check_every, fields, num_chains, num_draws, num_burnin_steps,
-            num_steps_bw_draws) -> SamplingTrace:
+            num_steps_bw_draws, acceptance_mean=None) -> SamplingTrace:
     """The loop: step, record the draws, look for non-finite chains, hand back what finished."""
     dtype, device = position.dtype, position.device
     state = kernel.init(position, target, hyper, generator)
@@ -262,7 +280,8 @@ def _sample(position, *, kernel, adaptation, target, hyper, generator, observabl
             record = is_draw or _is_draw(step + 1, num_burnin_steps, num_steps_bw_draws)
             state, info = kernel.step(state, target, hyper, generator, record)
             if adapt_state is not None and adapt_state.count < adaptation.num_steps:
-                adapt_state = adaptation.update(adapt_state, info.acceptance)
+                acceptance = info.acceptance if acceptance_mean is None else acceptance_mean(info.acceptance)
+                adapt_state = adaptation.update(adapt_state, acceptance)
                 hyper = hyper.with_step_size(torch.exp(adapt_state.log_step).expand_as(hyper.step_size))
             if is_draw:
                 if not records:

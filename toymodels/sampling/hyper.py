@@ -94,6 +94,10 @@ class ChainHyperparameters(_ChainFields):
         """The same nβ and γ with another ``(C, 1)`` step size (step-size adaptation)."""
         return ChainHyperparameters(step_size, self.nbeta, self.localization)
 
+    def select(self, chains: slice) -> ChainHyperparameters:
+        """The hyperparameters of a block of the chains (a process's share of a split run)."""
+        return ChainHyperparameters(self.step_size[chains], self.nbeta[chains], self.localization[chains])
+
 
 def broadcast_hyperparameters(hyper: SGLDHyperparameters, per_chain: Mapping[str, torch.Tensor] | None,
                               num_chains: int, dtype: torch.dtype,

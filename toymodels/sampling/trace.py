@@ -42,6 +42,8 @@ class DivergenceError(RuntimeError):
     def __init__(self, chains: list[int], steps: list[int], step_size: float, nbeta: float):
         self.chains = chains
         self.steps = steps
+        self.step_size = step_size
+        self.nbeta = nbeta
         where = ", ".join(f"chain {c} at step {s}" for c, s in zip(chains[:10], steps[:10]))
         more = f" (and {len(chains) - 10} more)" if len(chains) > 10 else ""
         super().__init__(
