@@ -2,10 +2,10 @@
 
 Source: Z. Chen, E. Lau, J. Mendel, S. Wei, D. Murfet, "Dynamical versus Bayesian phase
 transitions in a toy model of superposition", arXiv:2310.06301 (2023): the closed form of the
-loss, the k-gon critical points and their learning coefficients; restated in this project's
-notes (Chen et al., arXiv 2310.06301). The model is Elhage et al. (2022), "Toy models of
-superposition", in its
-high-sparsity limit. (Section numbers of the paper are not cited: they were not checked.)
+loss, the k-gon critical points and their learning coefficients; restated, with the derivations
+in brief, on this project's page ``docs/theory/tms.md``. The model is Elhage et al. (2022), "Toy
+models of superposition", in its high-sparsity limit. (Section numbers of the paper are not
+cited: they were not checked.)
 
 Model and data
 --------------
@@ -771,8 +771,8 @@ def local_free_energy(n, k: int, c: int, positive: int = 0, *, include_prior: bo
     Watanabe's expansion ``F_n = n L_n(w*) + λ log n - (m - 1) log log n + O_p(1)`` with
     ``m = 1`` here, the population loss standing in for ``L_n`` (its expectation), and the O(1)
     term approximated by ``-log φ(w*)`` for the standard Gaussian prior ``φ = N(0, I)`` up to the
-    constant ``(d/2) log 2π`` that is common to all phases (Chen et al. 2023, as restated in
-    Chen et al. arXiv 2310.06301; ``λ`` from :func:`kgon_learning_coefficient`). The dead
+    constant ``(d/2) log 2π`` that is common to all phases (Chen et al. arXiv 2310.06301;
+    ``docs/theory/tms.md``; ``λ`` from :func:`kgon_learning_coefficient`). The dead
     zero columns are exactly flat over ``W_d ≈ 0, b_d < 0``; their prior term is taken at the
     point of that set nearest the origin (``W_d = 0, b_d → 0⁻``), so they add nothing:
     ``||w*||² = k(l*² + b*²) + σ/(4c²)``. This choice reproduces the paper's 5-gon → 6-gon
