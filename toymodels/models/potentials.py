@@ -59,11 +59,11 @@ def normal_crossing_potential(k, h=None) -> Callable[[torch.Tensor], torch.Tenso
 
     def potential(w: torch.Tensor) -> torch.Tensor:
         # written over the last dimension, so it also takes a (num_chains, d) batch directly
-        powers = w ** exps.to(w.dtype)
+        powers = w ** exps.to(w)
         if single:
             return torch.prod(powers, dim=-1)
         # entries outside a block become 1 so they do not change that block's product
-        m = membership.to(w.dtype)
+        m = membership.to(w)
         return torch.prod(powers.unsqueeze(-2) * m + (1 - m), dim=-1).sum(-1)
 
     potential.dim = dim  # type: ignore[attr-defined]
@@ -90,9 +90,9 @@ def _lifted_normal_crossing(blocks, h_blocks):
     exps = torch.tensor([float(ki) for ki in flat_k])
 
     def potential(w: torch.Tensor) -> torch.Tensor:
-        r2 = (w * w) @ gather.to(w.dtype)
-        powers = r2 ** exps.to(w.dtype)  # |v_i|^{2 k_i}
-        m = member.to(w.dtype)
+        r2 = (w * w) @ gather.to(w)
+        powers = r2 ** exps.to(w)  # |v_i|^{2 k_i}
+        m = member.to(w)
         return torch.prod(powers.unsqueeze(-1) * m + (1 - m), dim=-2).sum(-1)
 
     potential.dim = dim  # type: ignore[attr-defined]
@@ -111,7 +111,7 @@ def normal_crossing_log_prior(h) -> Callable[[torch.Tensor], torch.Tensor]:
     hs = torch.tensor(flat)
 
     def log_prior(w: torch.Tensor) -> torch.Tensor:
-        return (hs.to(w.dtype) * torch.log(torch.abs(w))).sum(-1)
+        return (hs.to(w) * torch.log(torch.abs(w))).sum(-1)
 
     return log_prior
 
@@ -126,8 +126,8 @@ def quadratic_potential(matrix: torch.Tensor, center: torch.Tensor | None = None
     c = torch.zeros(matrix.shape[0], dtype=matrix.dtype) if center is None else torch.as_tensor(center)
 
     def potential(w: torch.Tensor) -> torch.Tensor:
-        z = w - c.to(w.dtype)
-        return 0.5 * (z * (z @ matrix.to(w.dtype))).sum(-1)
+        z = w - c.to(w)
+        return 0.5 * (z * (z @ matrix.to(w))).sum(-1)
 
     potential.batched = True  # type: ignore[attr-defined]
     return potential

@@ -20,12 +20,31 @@ from toymodels.objectives.base import Objective, check_precision
 from toymodels.objectives.compiled import CompiledLossAndGrad
 
 __all__ = ["FlatModule", "ModuleObjective", "check_module_contracts", "parameter_mask", "data_from_loader",
-           "AUTO_COMPILE_AFTER_SECONDS"]
+           "AUTO_COMPILE_AFTER_SECONDS", "LOOP_WORK_THRESHOLD", "LOOP_MAX_CHAINS", "free_memory_bytes"]
 
 # "auto" compiles once the eager calls amount to this much estimated work: with compilation
 # taking a few seconds (tens on a loaded machine with a cold cache), a run that stops sooner
 # never pays for it, and a longer one spends at most a fraction of its time compiling.
 AUTO_COMPILE_AFTER_SECONDS = 15.0
+
+#: "auto" compiles networks of at most this many parameters: the compiled kernels fix what is slow
+#: for narrow layers (batched matrix products over widths of a few units, see
+#: :class:`CompiledLossAndGrad`); a wide network's matrix products are already BLAS-bound, and
+#: compiling it costs more than it saves (measured: an MNIST-shaped MLP of 10⁵ parameters took
+#: 28 s compiled against 16–19 s eager for 8 chains × 500 draws)
+AUTO_COMPILE_MAX_PARAMETERS = 2**14
+
+#: ``chain_strategy="auto"`` runs the chains as a loop of plain autograd passes (one per chain)
+#: when each chain's step is at least this much work — parameters × samples per step — and there
+#: are at most :data:`LOOP_MAX_CHAINS` chains. Below it, one vmapped pass over the chains saves the
+#: per-call overhead; above it, vmap's batched weights cost more than they save (measured by
+#: ``experiments/bench_networks.py``: a 1.07M-parameter MLP at batch 256 and 8 chains took 3× as
+#: long vmapped as looped; at 10⁵ parameters the two were equal).
+LOOP_WORK_THRESHOLD = 2**21
+LOOP_MAX_CHAINS = 64
+CHAIN_STRATEGIES = ("auto", "vmap", "loop")
+#: the share of the free memory (device memory on a GPU, available RAM on a CPU) a run may plan to use
+MEMORY_FRACTION = 0.8
 
 
 class FlatModule:
@@ -82,13 +101,29 @@ class ModuleObjective(Objective):
         compile: whether :meth:`loss_and_grad` may switch to a compiled graph
             (:class:`CompiledLossAndGrad`). ``None`` (default) reads the environment variable
             ``TOYMODELS_COMPILE`` (``"0"`` never, ``"1"`` from the first call, unset or ``"auto"``
-            automatically); ``"auto"`` compiles on a CPU once the eager calls so far amount to
-            about :data:`AUTO_COMPILE_AFTER_SECONDS` of estimated work (a deterministic count
-            of chains × samples × parameters, not a clock, so a seed reproduces a run), so short
-            runs never pay the few seconds of compilation; ``True`` compiles at the first call;
+            automatically); ``"auto"`` compiles a network of at most
+            :data:`AUTO_COMPILE_MAX_PARAMETERS` parameters on a CPU at the start of a run whose
+            estimated eager time is at least :data:`AUTO_COMPILE_AFTER_SECONDS`
+            (:meth:`prepare_run`), or once the eager calls so far (a calibration's short runs)
+            amount to that much — estimates that count chains × samples × parameters, not a
+            clock, so a seed reproduces a run — and short runs never pay the few seconds of
+            compilation; ``True`` compiles at the first call;
             ``False`` never. Any failure to trace or compile, or a result that disagrees with the
             eager path, falls back to the eager path for good; ``compile_status`` says which
             path is in use and why.
+        chain_strategy: how the eager path runs many chains: ``"vmap"`` (one vectorised pass
+            over all chains, ``torch.func.vmap``), ``"loop"`` (a loop of plain autograd passes,
+            one per chain, on views of the flat parameters: the cost of a hand-written per-chain
+            loop), or ``"auto"`` (default): the loop when each chain's step is at least
+            :data:`LOOP_WORK_THRESHOLD` parameter·samples and there are at most
+            :data:`LOOP_MAX_CHAINS` chains, vmap otherwise. The rule reads shapes only, so a seed
+            reproduces a run; both strategies compute the same losses and gradients from the
+            same minibatches (the summation order of the matrix products may differ).
+            ``chain_strategy_for(C)`` says which is used. Compilation applies to ``"vmap"`` only.
+        memory_limit: bytes a run may plan to use for the chains' activations, state and traces
+            (default: :data:`MEMORY_FRACTION` of the free device memory, or of the available RAM).
+            Before sampling, :meth:`memory_plan` measures one chain's saved activations and
+            splits the vmapped chains into chunks that fit, or refuses with the numbers.
 
     The eager path: ``vmap(functional_call)`` over the chains, then one reverse pass through the
     sum of the chains' losses. The compiled path computes the same ``(losses, gradients)``
@@ -107,6 +142,8 @@ class ModuleObjective(Objective):
         batch_size: int | None = None,
         *,
         compile: bool | str | None = None,  # noqa: A002 - the word users look for
+        chain_strategy: str = "auto",
+        memory_limit: int | None = None,
     ):
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -145,6 +182,15 @@ class ModuleObjective(Objective):
         self._full = vmap(loss_one, in_dims=(0, None, None))
         self._mini = vmap(loss_one, in_dims=(0, 0, 0))
         check_module_contracts(model, inputs, targets, loss_fn)
+        if chain_strategy not in CHAIN_STRATEGIES:
+            raise ValueError(f"chain_strategy must be one of {CHAIN_STRATEGIES}, got {chain_strategy!r}")
+        self.chain_strategy = chain_strategy
+        if memory_limit is not None and (isinstance(memory_limit, bool) or not isinstance(memory_limit, int)
+                                         or memory_limit <= 0):
+            raise ValueError(f"memory_limit must be a positive number of bytes or None, got {memory_limit!r}")
+        self.memory_limit = memory_limit
+        self.chunk_chains: int | None = None  # set by memory_plan: vmapped chains per pass
+        self._activation_bytes: int | None = None
         self.compile_mode = _compile_mode(compile)
         self.compile_status = "eager" if self.compile_mode != "never" else "eager (compile off)"
         self.compile_seconds = 0.0
@@ -169,21 +215,163 @@ class ModuleObjective(Objective):
             return self._full(params, self.inputs, self.targets)
         return self._mini(params, *self._minibatch(params.shape[0], generator))
 
-    def loss_and_grad(self, params, generator):
-        """Losses ``(num_chains,)`` and gradients ``(num_chains, d)``, eager or compiled.
+    def chain_strategy_for(self, num_chains: int) -> str:
+        """``"vmap"`` or ``"loop"``: how ``num_chains`` chains are evaluated (see ``chain_strategy``)."""
+        if self.chain_strategy != "auto":
+            return self.chain_strategy
+        work = self.dim * (self.batch_size or self.num_samples)
+        return "loop" if num_chains <= LOOP_MAX_CHAINS and work >= LOOP_WORK_THRESHOLD else "vmap"
 
-        Both paths draw the minibatch indices from ``generator`` in the same way, so a seed gives
-        the same minibatches whichever path runs.
+    def loss_and_grad(self, params, generator):
+        """Losses ``(num_chains,)`` and gradients ``(num_chains, d)``: vmapped (eager or
+        compiled, in chunks of :attr:`chunk_chains` when memory asks for it) or looped.
+
+        Every path draws the minibatch indices from ``generator`` in the same way, once for all
+        chains, so a seed gives the same minibatches whichever path runs.
         """
+        num_chains = params.shape[0]
+        if self.chain_strategy_for(num_chains) == "loop":
+            return self._looped(params, generator)
         compiled = self._compiled_for(params)
         if compiled is None:
-            out = super().loss_and_grad(params, generator)
+            out = self._vmapped(params, generator)
             self._eager_work_seconds += _estimated_eager_seconds(
-                params.shape[0], self.batch_size or self.num_samples, self.dim)
+                num_chains, self.batch_size or self.num_samples, self.dim)
             return out
         if self.batch_size is None:
             return compiled(params)
-        return compiled(params, *self._minibatch(params.shape[0], generator))
+        return compiled(params, *self._minibatch(num_chains, generator))
+
+    def _vmapped(self, params, generator):
+        """One reverse pass through the sum of the vmapped losses, per chunk of chains."""
+        chunk = self.chunk_chains
+        if chunk is None or chunk >= params.shape[0]:
+            return super().loss_and_grad(params, generator)
+        batch = None if self.batch_size is None else self._minibatch(params.shape[0], generator)
+        losses, grads = [], []
+        with torch.enable_grad():
+            for start in range(0, params.shape[0], chunk):
+                p = params[start: start + chunk].detach().requires_grad_(True)
+                if batch is None:
+                    value = self._full(p, self.inputs, self.targets)
+                else:
+                    value = self._mini(p, batch[0][start: start + chunk], batch[1][start: start + chunk])
+                (g,) = torch.autograd.grad(value.sum(), p)
+                losses.append(value.detach())
+                grads.append(g)
+        return torch.cat(losses), torch.cat(grads)
+
+    def _looped(self, params, generator):
+        """One plain forward and backward per chain, on views of its row of ``params``."""
+        num_chains = params.shape[0]
+        batch = None if self.batch_size is None else self._minibatch(num_chains, generator)
+        losses = params.new_empty(num_chains)
+        grads = torch.empty_like(params)
+        with torch.enable_grad():
+            for c in range(num_chains):
+                w = params[c].detach().requires_grad_(True)
+                x, y = (self.inputs, self.targets) if batch is None else (batch[0][c], batch[1][c])
+                value = self.loss_fn(self.flat(w, x), y).reshape(())
+                (grads[c],) = torch.autograd.grad(value, w)
+                losses[c] = value.detach()
+        return losses, grads
+
+    def activation_bytes(self) -> int:
+        """Bytes autograd saves for one chain's forward pass on one step's samples (measured once).
+
+        One forward at ``w*`` on ``batch_size`` samples (or the data) with a
+        ``saved_tensors_hooks`` that adds up the tensors kept for the backward pass (each storage
+        once): what a chain's gradient holds in memory, model and loss included.
+        """
+        if self._activation_bytes is None:
+            seen, total = set(), 0
+
+            def pack(t: torch.Tensor):
+                nonlocal total
+                key = (t.untyped_storage().data_ptr(), t.device)
+                if key not in seen:
+                    seen.add(key)
+                    total += t.untyped_storage().nbytes()
+                return t
+
+            b = self.batch_size or self.num_samples
+            w = self.center.detach().requires_grad_(True)
+            try:
+                with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                    # copies, as a step's gathered minibatch is (a view would count all the data)
+                    self.loss_fn(self.flat(w, self.inputs[:b].clone()), self.targets[:b].clone())
+            except RuntimeError:  # a tensor without a plain storage: count what was seen
+                pass
+            self._activation_bytes = total
+        return self._activation_bytes
+
+    def prepare_run(self, num_chains: int, num_steps: int, num_draws: int) -> dict:
+        """Called by the driver before a run: plan its memory (:meth:`memory_plan`) and, with
+        ``compile="auto"``, decide once whether compiling pays for this run, compiling now if so.
+
+        The run length is known before the first step: on a CPU, with the vmapped strategy, the
+        run is compiled at its start when its estimated eager time (a deterministic count of
+        steps × chains × samples × parameters, :func:`_estimated_eager_seconds`, so a seed
+        reproduces the choice) is at least :data:`AUTO_COMPILE_AFTER_SECONDS` — a few times what
+        compiling costs — and otherwise runs eager (short runs never pay for compilation).
+        Compiled kernels are kept per shape, so a calibration followed by the run, or repeated
+        calls, compile once. Returns the memory plan, with ``compile`` added.
+        """
+        plan = self.memory_plan(num_chains, num_draws)
+        decision = "off" if self.compile_mode == "never" else "eager"
+        if plan["strategy"] == "vmap" and self.compile_mode != "never":
+            key = _compile_key(self.center.expand(num_chains, -1))
+            run_seconds = num_steps * _estimated_eager_seconds(
+                num_chains, self.batch_size or self.num_samples, self.dim)
+            if key in self._compiled:
+                decision = "compiled (kept)" if self._compiled[key] is not None else "eager"
+            elif self.compile_mode == "always" or (
+                    self.compile_mode == "auto" and self.center.device.type == "cpu"
+                    and self.dim <= AUTO_COMPILE_MAX_PARAMETERS
+                    and run_seconds >= AUTO_COMPILE_AFTER_SECONDS and self.chunk_chains is None):
+                decision = "compiled" if self.compile(num_chains) else "eager"
+        plan["compile"] = decision
+        self.last_plan = plan
+        return plan
+
+    def memory_plan(self, num_chains: int, num_draws: int = 0, num_records: int = 9) -> dict:
+        """What a run of ``num_chains`` chains and ``num_draws`` draws needs, and how it is split.
+
+        ``bytes``: the chains' state (position, gradient, noise and the kernel's copies: about 8
+        ``(C, d)`` tensors), the recorded traces (``num_records`` numbers per chain and draw), the
+        data, and the activations of the chains evaluated at once (:meth:`activation_bytes` each,
+        vmapped in chunks, or one at a time in the loop). Sets :attr:`chunk_chains` so that the
+        total stays under the limit; raises ``MemoryError`` with the numbers and what to change
+        when even one chain at a time does not fit.
+        """
+        element = self.center.element_size()
+        state = 8 * num_chains * self.dim * element
+        traces = num_records * num_draws * num_chains * element
+        data = self.inputs.element_size() * self.inputs.numel() + self.targets.element_size() * self.targets.numel()
+        per_chain = self.activation_bytes()
+        if self.batch_size is not None:  # each chain's gathered minibatch
+            per_chain += self.batch_size * (data // self.num_samples)
+        limit = self.memory_limit if self.memory_limit is not None else int(
+            MEMORY_FRACTION * free_memory_bytes(self.center.device))
+        fixed = state + traces + data
+        room = limit - fixed
+        looped = self.chain_strategy_for(num_chains) == "loop"
+        if room < per_chain:
+            raise MemoryError(
+                f"the run does not fit in {_gib(limit)}: {num_chains} chains × {self.dim:,} parameters "
+                f"need {_gib(state)} of state, {num_draws} draws {_gib(traces)} of traces, the data "
+                f"{_gib(data)}, and one chain's forward pass {_gib(per_chain)} of activations. "
+                "Use fewer chains (or split them over processes with torchrun), a smaller batch_size, "
+                "fewer draws (thin with num_steps_bw_draws), or a larger memory_limit")
+        if looped:
+            self.chunk_chains = None
+            at_once = 1
+        else:
+            at_once = min(num_chains, max(1, room // max(per_chain, 1)))
+            self.chunk_chains = None if at_once >= num_chains else int(at_once)
+        return dict(bytes=int(fixed + at_once * per_chain), limit=int(limit), state=int(state),
+                    traces=int(traces), data=int(data), activations_per_chain=int(per_chain),
+                    chains_at_once=int(at_once), strategy="loop" if looped else "vmap")
 
     def compile(self, num_chains: int) -> bool:
         """Compile the loss and gradient for ``num_chains`` chains now (instead of lazily).
@@ -207,6 +395,7 @@ class ModuleObjective(Objective):
             return self._compiled[key]
         if self.compile_mode == "auto" and (
             params.device.type != "cpu" or self._eager_work_seconds < AUTO_COMPILE_AFTER_SECONDS
+            or self.dim > AUTO_COMPILE_MAX_PARAMETERS
         ):
             return None
         return self._build(params)
@@ -356,6 +545,26 @@ def data_from_loader(loader: Iterable) -> tuple[torch.Tensor, torch.Tensor]:
     if not xs:
         raise ValueError("the DataLoader yielded no batches")
     return torch.cat(xs), torch.cat(ys)
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Free memory on ``device``: ``torch.cuda.mem_get_info`` on a GPU, the kernel's
+    ``MemAvailable`` (``/proc/meminfo``) or the free physical pages on a CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**27 else f"{n / 2**20:.1f} MiB"
 
 
 def _compile_key(params: torch.Tensor) -> tuple:

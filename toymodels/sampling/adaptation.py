@@ -39,9 +39,10 @@ class DualAveraging:
         self.target_accept = float(target_accept)
         self.num_steps = int(num_steps)
 
-    def init(self, step_size: float, dtype: torch.dtype) -> DualAveragingState:
-        log_step = torch.tensor(math.log(step_size), dtype=dtype)
-        return DualAveragingState(log_step, log_step.clone(), torch.zeros((), dtype=dtype), 0,
+    def init(self, step_size: float, dtype: torch.dtype,
+             device: torch.device | str = "cpu") -> DualAveragingState:
+        log_step = torch.tensor(math.log(step_size), dtype=dtype, device=device)
+        return DualAveragingState(log_step, log_step.clone(), torch.zeros((), dtype=dtype, device=device), 0,
                                   math.log(10 * step_size))
 
     def update(self, state: DualAveragingState, acceptance: torch.Tensor) -> DualAveragingState:

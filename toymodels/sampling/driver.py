@@ -117,6 +117,10 @@ def run_chains(
         center = center if centers is None else center[block]
         progress = progress and split.rank == 0
     target = make_target(objective, log_prior, _check_mask(mask, objective), generator, center)
+    prepare = getattr(objective, "prepare_run", None)
+    if prepare is not None:  # a network: memory plan (chunks, or a clear refusal) and compile choice
+        prepare(schedule["num_chains"], schedule["num_burnin_steps"]
+                + schedule["num_draws"] * schedule["num_steps_bw_draws"], schedule["num_draws"])
     init_loss = objective.full_loss(center.reshape(-1, center.shape[-1])).detach().cpu().double().numpy()
     if not np.isfinite(init_loss).all():
         raise ValueError(f"the loss at init (w*) is not finite ({init_loss}); check the model and data")
@@ -260,7 +264,7 @@ def _sample(position, *, kernel, adaptation, target, hyper, generator, observabl
     """The loop: step, record the draws, look for non-finite chains, hand back what finished."""
     dtype, device = position.dtype, position.device
     state = kernel.init(position, target, hyper, generator)
-    adapt_state = adaptation.init(float(hyper.step_size[0]), dtype) if adaptation else None
+    adapt_state = adaptation.init(float(hyper.step_size[0]), dtype, device) if adaptation else None
     total_steps = num_burnin_steps + num_draws * num_steps_bw_draws
     records: dict[str, torch.Tensor] = {}
     obs_records: dict[str, list[torch.Tensor]] = {name: [] for name in observables}

@@ -64,12 +64,13 @@ def swap_neighbours(state: MALAState, nbetas: torch.Tensor, parity: int,
     """
     rungs = nbetas.numel()
     ladders = state.position.shape[0] // rungs
-    lo = torch.arange(parity, rungs - 1, 2)
+    device = state.position.device
+    lo = torch.arange(parity, rungs - 1, 2, device=device)
     hi = lo + 1
     loss = state.loss.view(ladders, rungs)
     log_ratio = (nbetas[lo] - nbetas[hi]) * (loss[:, lo] - loss[:, hi])
-    accept = torch.log(torch.rand(log_ratio.shape, generator=generator, dtype=loss.dtype)) < log_ratio
-    perm = torch.arange(rungs).repeat(ladders, 1)
+    accept = torch.log(torch.rand(log_ratio.shape, generator=generator, dtype=loss.dtype, device=device)) < log_ratio
+    perm = torch.arange(rungs, device=device).repeat(ladders, 1)
     pair_lo = perm[:, lo].clone()
     perm[:, lo] = torch.where(accept, perm[:, hi], perm[:, lo])
     perm[:, hi] = torch.where(accept, pair_lo, perm[:, hi])
@@ -96,7 +97,7 @@ def parallel_tempering(objective: Objective, nbetas: Sequence[float], init: torc
     ``initial_step_sizes`` (one per rung) default to ``0.1 / nβ_r``. The loss ``L`` is
     ``objective``'s; ``log_prior`` is ``log φ`` of one flat vector (flat if ``None``).
     """
-    ns = torch.as_tensor(np.asarray(nbetas, dtype=np.float64), dtype=init.dtype)
+    ns = torch.as_tensor(np.asarray(nbetas, dtype=np.float64), dtype=init.dtype, device=init.device)
     if ns.dim() != 1 or ns.numel() < 1 or bool((ns <= 0).any()):
         raise ValueError("the ladder's nbetas must be a non-empty list of positive numbers")
     if init.dim() != 3 or init.shape[1] != ns.numel():
@@ -107,16 +108,17 @@ def parallel_tempering(objective: Objective, nbetas: Sequence[float], init: torc
     swap_every = as_int("swap_every", swap_every, 1)
     ladders, rungs, d = init.shape
     log_eps = torch.log(0.1 / ns if initial_step_sizes is None
-                        else torch.as_tensor(initial_step_sizes, dtype=init.dtype))
-    generator = torch.Generator().manual_seed(seed)
+                        else torch.as_tensor(initial_step_sizes, dtype=init.dtype, device=init.device))
+    generator = torch.Generator(device=init.device).manual_seed(seed)
     target = make_target(objective, log_prior, None, generator, None)
     per_chain = ns.repeat(ladders).unsqueeze(1)
     hyper = ChainHyperparameters(torch.exp(log_eps).repeat(ladders).unsqueeze(1), per_chain,
                                  torch.zeros_like(per_chain))
     kernel = MALA()
     state = kernel.init(init.detach().reshape(ladders * rungs, d).clone(), target, hyper, generator)
-    accepted = torch.zeros(rungs, dtype=init.dtype)
-    swaps, swap_tries = torch.zeros(max(rungs - 1, 0), dtype=init.dtype), torch.zeros(max(rungs - 1, 0), dtype=init.dtype)
+    accepted = torch.zeros(rungs, dtype=init.dtype, device=init.device)
+    swaps = torch.zeros(max(rungs - 1, 0), dtype=init.dtype, device=init.device)
+    swap_tries = torch.zeros_like(swaps)
     draws, losses, parity = [], [], 0
     start = time.perf_counter()
     for step in range(num_burnin_steps + num_steps):
@@ -136,10 +138,10 @@ def parallel_tempering(objective: Objective, nbetas: Sequence[float], init: torc
         if step >= num_burnin_steps and (step - num_burnin_steps) % record_every == 0:
             draws.append(state.position.view(ladders, rungs, d).clone())
             losses.append(state.loss.view(ladders, rungs).clone())
-    return TemperedSamples(sample_sizes=ns.numpy().copy(), draws=torch.stack(draws),
-                           loss=torch.stack(losses), acceptance=(accepted / num_steps).numpy(),
-                           swap_rate=(swaps / swap_tries.clamp_min(1)).numpy(),
-                           step_size=torch.exp(log_eps).numpy(), seconds=time.perf_counter() - start)
+    return TemperedSamples(sample_sizes=ns.cpu().numpy().copy(), draws=torch.stack(draws),
+                           loss=torch.stack(losses), acceptance=(accepted / num_steps).cpu().numpy(),
+                           swap_rate=(swaps / swap_tries.clamp_min(1)).cpu().numpy(),
+                           step_size=torch.exp(log_eps).cpu().numpy(), seconds=time.perf_counter() - start)
 
 
 def geometric_ladder(start: float, stop: float, ratio: float) -> list[float]:

@@ -75,15 +75,15 @@ def restricted_potential(potential: Callable[[torch.Tensor], torch.Tensor], init
     if init.dim() != 1:
         raise ValueError(f"init must be one flat vector, got shape {tuple(init.shape)}")
     mask = check_mask(mask, init.numel())
-    index = mask.nonzero().flatten()
+    index = mask.nonzero().flatten().to(init.device)
     # embedding (k, d): w = init + (v − init[mask]) @ embed, one matrix product that works for a
     # single vector and for a (chains, k) batch alike
-    embed = torch.zeros(index.numel(), init.numel(), dtype=init.dtype)
-    embed[torch.arange(index.numel()), index] = 1.0
+    embed = torch.zeros(index.numel(), init.numel(), dtype=init.dtype, device=init.device)
+    embed[torch.arange(index.numel(), device=init.device), index] = 1.0
     init_sub = init[index].clone()
 
     def potential_sub(v: torch.Tensor) -> torch.Tensor:
-        return potential(init.to(v.dtype) + (v - init_sub.to(v.dtype)) @ embed.to(v.dtype))
+        return potential(init.to(v) + (v - init_sub.to(v)) @ embed.to(v))
 
     potential_sub.batched = bool(getattr(potential, "batched", False))  # type: ignore[attr-defined]
     return potential_sub, init_sub

@@ -158,9 +158,9 @@ def dln_potential(widths: Sequence[int], stats: SufficientStatistics, noise_std:
     const = stats.residual_moment
 
     def potential(w: torch.Tensor) -> torch.Tensor:
-        D = product_matrix(w, h) - center.to(w.dtype)
-        quad = ((D @ root.to(w.dtype)) ** 2).sum((-2, -1))
-        lin = (D * cross_t.to(w.dtype)).sum((-2, -1))
+        D = product_matrix(w, h) - center.to(w)
+        quad = ((D @ root.to(w)) ** 2).sum((-2, -1))
+        lin = (D * cross_t.to(w)).sum((-2, -1))
         return scale * (const - 2.0 * lin + quad)
 
     potential.batched = True  # type: ignore[attr-defined]

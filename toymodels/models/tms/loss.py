@@ -227,7 +227,7 @@ def empirical_loss_potential(x: torch.Tensor) -> Callable[[torch.Tensor], torch.
         raise ValueError(f"x must be one dataset of shape (n, c); got {tuple(x.shape)}")
 
     def potential(w: torch.Tensor) -> torch.Tensor:
-        return empirical_loss(w, x.to(w.dtype))
+        return empirical_loss(w, x.to(w))
 
     potential.batched = True  # type: ignore[attr-defined]
     return potential
