@@ -19,11 +19,13 @@ this hook
 * typesets the formulas (``$...$`` inline, ``$$...$$`` displayed; LaTeX) as MathML when the site
   is built, with latex2mathml: browsers draw MathML themselves, so the formulas need no script
   and no network. Each formula is set aside before Markdown runs and put back into the HTML, so
-  Markdown never reads inside it.
+  Markdown never reads inside it. The course notebooks' formulas, which mkdocs-jupyter leaves as
+  LaTeX in its HTML, are typeset the same way (outside code, outputs and scripts).
 """
 
 from __future__ import annotations
 
+import html as html_lib
 import posixpath
 import re
 from pathlib import Path
@@ -41,6 +43,10 @@ DISPLAY_MATH = re.compile(r"^[ \t]*\$\$(.+?)\$\$[ \t]*$", re.S | re.M)
 INLINE_MATH = re.compile(r"(?<![\\$])\$(?![\s$])([^$\n]+?)(?<!\s)\$(?!\$)")
 INLINE_CODE = re.compile(r"(`+)(.+?)\1")
 MATH_TOKEN = "MATHTOKEN{}X"
+# in rendered notebooks: what is not prose (code, outputs, scripts, styles) and the formulas
+HTML_NOT_PROSE = re.compile(r"(<pre\b.*?</pre>|<code\b.*?</code>|<script\b.*?</script>|<style\b.*?</style>)", re.S)
+HTML_DISPLAY_MATH = re.compile(r"\$\$(.+?)\$\$", re.S)
+HTML_INLINE_MATH = re.compile(r"(?<![\\$])\$(?![\s$])([^$<\n]+?)(?<!\s)\$(?!\$)")
 SPHINX_ROLE = re.compile(r":(?:mod|class|func|meth|data|attr|exc|obj):(?=<code)")
 
 
@@ -167,7 +173,25 @@ def on_page_markdown(markdown, page, config, files):
     return markdown
 
 
+def _typeset_notebook_math(html: str) -> str:
+    """Typeset ``$...$`` and ``$$...$$`` in the prose of a rendered notebook as MathML."""
+
+    def display(match: re.Match) -> str:
+        tex = html_lib.unescape(match.group(1)).strip()
+        return f'<span class="math-display">{latex_to_mathml(tex, display="block")}</span>'
+
+    def inline(match: re.Match) -> str:
+        return latex_to_mathml(html_lib.unescape(match.group(1)).strip())
+
+    parts = HTML_NOT_PROSE.split(html)
+    for index in range(0, len(parts), 2):  # the even parts lie between code, outputs and scripts
+        parts[index] = HTML_INLINE_MATH.sub(inline, HTML_DISPLAY_MATH.sub(display, parts[index]))
+    return "".join(parts)
+
+
 def on_page_content(html, page, config, files):
+    if page.file.src_uri.endswith(".ipynb"):
+        return _typeset_notebook_math(html)
     formulas = getattr(page, "formulas", [])
     for index in reversed(range(len(formulas))):  # MATHTOKEN1X before MATHTOKEN10X is safe in reverse
         token = MATH_TOKEN.format(index)
