@@ -15,7 +15,8 @@ this hook
   serve it; MkDocs' own link check (``--strict``) then sees only links into the site;
 * reads lists as a code host does: a list may follow a paragraph line without a blank line, and
   nested items may be indented by two spaces (Python-Markdown wants a blank line and four);
-* shows the Sphinx roles of the docstrings (``:func:`x```) in the API reference as plain code;
+* shows the Sphinx roles of the docstrings (``:func:`x```) in the API reference as plain code,
+  and drops reST's literal-block marker (a paragraph ending in ``::`` ends in ``:``);
 * typesets the formulas (``$...$`` inline, ``$$...$$`` displayed; LaTeX) as MathML when the site
   is built, with latex2mathml: browsers draw MathML themselves, so the formulas need no script
   and no network. Each formula is set aside before Markdown runs and put back into the HTML, so
@@ -47,6 +48,7 @@ MATH_TOKEN = "MATHTOKEN{}X"
 HTML_NOT_PROSE = re.compile(r"(<pre\b.*?</pre>|<code\b.*?</code>|<script\b.*?</script>|<style\b.*?</style>)", re.S)
 HTML_DISPLAY_MATH = re.compile(r"\$\$(.+?)\$\$", re.S)
 HTML_INLINE_MATH = re.compile(r"(?<![\\$])\$(?![\s$])([^$<\n]+?)(?<!\s)\$(?!\$)")
+LITERAL_BLOCK_MARKER = re.compile(r"::(</p>)")
 SPHINX_ROLE = re.compile(r":(?:mod|class|func|meth|data|attr|exc|obj):(?=<code)")
 
 
@@ -196,4 +198,4 @@ def on_page_content(html, page, config, files):
     for index in reversed(range(len(formulas))):  # MATHTOKEN1X before MATHTOKEN10X is safe in reverse
         token = MATH_TOKEN.format(index)
         html = html.replace(f"<p>{token}</p>", formulas[index]).replace(token, formulas[index])
-    return SPHINX_ROLE.sub("", html)
+    return LITERAL_BLOCK_MARKER.sub(r":\1", SPHINX_ROLE.sub("", html))
