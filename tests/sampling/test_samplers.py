@@ -52,7 +52,8 @@ def test_sgld_sampler_moves_exactly_like_sgld_step():
     expected, _ = sgld_step(w, g, xi, c, hyper)
     kernel = SGLD(mala_diagnostic=True)
     state, info = kernel.transition(kernel.init(w, None, None, None), _at(g), xi, _per_chain(hyper, 5), c)
-    assert torch.equal(state.position, expected)
+    # sgld_step takes the fused path (multiply-adds in another order): equal to rounding
+    torch.testing.assert_close(state.position, expected, rtol=0, atol=1e-15)
     torch.testing.assert_close(info.grad_term_norm, 0.5e-3 * 40.0 * torch.linalg.vector_norm(g, dim=1))
     torch.testing.assert_close(info.localization_term_norm,
                                0.5e-3 * 2.0 * torch.linalg.vector_norm(w - c, dim=1))
@@ -335,3 +336,22 @@ def test_mala_is_exact_where_sgld_is_visibly_biased():
     assert np.all(np.abs(zs) < 4), zs
     zs_sgld, _ = _gaussian_check("sgld", 0.04, burnin=500, draws=1000, bw=2)
     assert np.max(np.abs(zs_sgld)) > 10
+
+
+def test_fused_sgld_step_equals_the_general_one_with_its_diagnostics():
+    """Without mask, prior or MALA diagnostic SGLD fuses its step; the move and every recorded
+    norm equal the general path's (which the masked and prior runs take) to rounding."""
+    w, g, xi = _rand(6, 4, seed=11), _rand(6, 4, seed=12), _rand(6, 4, seed=13)
+    c = _rand(4, seed=14)
+    chain = ChainHyperparameters(*(torch.tensor(v, dtype=F64).unsqueeze(1) for v in
+                                   ([1e-3, 2e-3, 1e-2, 1e-3, 5e-4, 3e-3], [10.0, 1.0, 50.0, 7.0, 3.0, 9.0],
+                                    [0.0, 1.0, 2.0, 30.0, 0.5, 4.0])))
+    kernel = SGLD()
+    fused_state, fused = kernel.transition(kernel.init(w, None, chain, None), _at(g), xi, chain, c)
+    ones = torch.ones(4, dtype=F64)  # a mask that keeps every coordinate: the general path
+    general_state, general = kernel.transition(kernel.init(w, None, chain, None), _at(g), xi, chain, c, ones)
+    torch.testing.assert_close(fused_state.position, general_state.position, rtol=0, atol=1e-15)
+    for name in ("loss", "grad_norm", "distance", "drift_norm", "noise_norm", "grad_term_norm",
+                 "localization_term_norm"):
+        torch.testing.assert_close(getattr(fused, name), getattr(general, name), rtol=1e-12, atol=1e-15)
+    assert bool(fused.finite.all())

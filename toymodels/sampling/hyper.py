@@ -74,6 +74,8 @@ class _ChainFields(NamedTuple):
     two_step_row: torch.Tensor  #: (C,) 2ε
     half_step_nbeta_row: torch.Tensor  #: (C,) ε nβ / 2, the gradient's factor in the drift
     half_step_localization_row: torch.Tensor  #: (C,) ε γ / 2, the localization's factor
+    neg_half_step_nbeta: torch.Tensor  #: (C, 1) −ε nβ / 2, for the fused step's multiply-adds
+    neg_half_step_localization: torch.Tensor  #: (C, 1) −ε γ / 2
 
 
 class ChainHyperparameters(_ChainFields):
@@ -88,7 +90,8 @@ class ChainHyperparameters(_ChainFields):
         return super().__new__(
             cls, step_size, nbeta, localization, half_step, step_size.sqrt(), nbeta.squeeze(-1),
             (0.5 * localization).squeeze(-1), (2.0 * step_size).squeeze(-1),
-            (half_step * nbeta).squeeze(-1), (half_step * localization).squeeze(-1))
+            (half_step * nbeta).squeeze(-1), (half_step * localization).squeeze(-1),
+            -(half_step * nbeta), -(half_step * localization))
 
     def with_step_size(self, step_size: torch.Tensor) -> ChainHyperparameters:
         """The same nβ and γ with another ``(C, 1)`` step size (step-size adaptation)."""

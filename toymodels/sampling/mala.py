@@ -15,6 +15,7 @@ from toymodels.sampling.integrator import (
     langevin_move,
     mala_log_acceptance,
     norm,
+    rows_finite,
     potential_and_force,
 )
 
@@ -117,5 +118,5 @@ class MALA:
                         localization_term_norm=loc_term, acceptance=acceptance,
                         accepted=accept.to(proposal.dtype),
                         step_size=hyper.step_size.squeeze(-1).expand_as(acceptance),
-                        finite=torch.isfinite(new_state.position).all(-1) & torch.isfinite(new_state.loss))
+                        finite=rows_finite(new_state.position) & torch.isfinite(new_state.loss))
         return new_state, info

@@ -14,6 +14,7 @@ from toymodels.sampling.integrator import (
     drift_terms,
     evaluate_then_noise,
     norm,
+    rows_finite,
 )
 from toymodels.sampling.integrator import force as force_of  # `force` is the local name below
 
@@ -144,7 +145,7 @@ class RMSPropSGLD:
             small = torch.where(mask > 0, g, torch.full_like(g, math.inf)).amin(-1)
         else:
             big, small = g.amax(-1), g.amin(-1)
-        finite = torch.isfinite(new_position).all(-1) & torch.isfinite(evaluation.loss)
+        finite = rows_finite(new_position) & torch.isfinite(evaluation.loss)
         info = RMSPropSGLDInfo(loss=evaluation.loss, grad_norm=norm(evaluation.grad), distance=distance,
                                drift_norm=norm(drift), noise_norm=norm(kick), grad_term_norm=grad_term,
                                localization_term_norm=loc_term, preconditioner_spread=big / small,

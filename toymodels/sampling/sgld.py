@@ -32,6 +32,7 @@ from toymodels.sampling.integrator import (
     force,
     langevin_move,
     norm,
+    rows_finite,
     potential,
 )
 
@@ -99,9 +100,11 @@ class SGLD:
                    record: bool = True) -> tuple[SGLDState, SGLDInfo]:
         """The pure move given the evaluation at ``state.position`` and the noise ``ξ``."""
         position = state.position
+        if mask is None and evaluation.grad_log_prior is None and not self.mala_diagnostic:
+            return self._fused_transition(state, evaluation, noise, hyper, center, record)
         drive, offset = force(position, evaluation, center, hyper, mask)
         new_position, drift, kick = langevin_move(position, drive, noise, hyper, mask)
-        finite = torch.isfinite(new_position).all(-1) & torch.isfinite(evaluation.loss)
+        finite = rows_finite(new_position) & torch.isfinite(evaluation.loss)
         if not record:
             skipped = torch.zeros_like(evaluation.loss)
             new_state = state._replace(position=new_position,
@@ -129,6 +132,43 @@ class SGLD:
         info = SGLDInfo(loss=evaluation.loss, grad_norm=grad_norm, distance=distance,
                         drift_norm=norm(drift), noise_norm=norm(kick), grad_term_norm=grad_term,
                         localization_term_norm=loc_term, acceptance=acceptance, finite=finite)
+        return new_state, info
+
+
+    @staticmethod
+    def _fused_transition(state: SGLDState, evaluation: Evaluation, noise: torch.Tensor,
+                          hyper: ChainHyperparameters, center: torch.Tensor,
+                          record: bool) -> tuple[SGLDState, SGLDInfo]:
+        """The same move without a mask, a prior or the MALA diagnostic, in four passes over ``(C, d)``.
+
+        ``w' = w − (εγ/2)(w − w*) − (εnβ/2)∇L + √ε ξ`` as multiply-adds into one new buffer
+        (the general path allocates eight ``(C, d)`` intermediates: for a network of 10⁵
+        parameters and 8 chains that was 4.6 ms of a 25 ms step). The recorded norms come from
+        reductions, with ``||F||² = nβ²||∇L||² + 2nβγ ∇L·(w − w*) + γ²||w − w*||²`` for the drift.
+        """
+        position, grad = state.position, evaluation.grad
+        offset = position - center
+        new_position = torch.addcmul(position, offset, hyper.neg_half_step_localization)
+        new_position.addcmul_(grad, hyper.neg_half_step_nbeta)
+        new_position.addcmul_(noise, hyper.sqrt_step)
+        finite = rows_finite(new_position) & torch.isfinite(evaluation.loss)
+        new_state = state._replace(position=new_position,
+                                   previous_energy=torch.full_like(evaluation.loss, math.nan))
+        if not record:
+            skipped = torch.zeros_like(evaluation.loss)
+            return new_state, SGLDInfo(evaluation.loss, skipped, skipped, skipped, skipped, skipped,
+                                       skipped, skipped, finite)
+        grad_norm, distance = norm(grad), norm(offset)
+        cross = torch.bmm(grad.unsqueeze(1), offset.unsqueeze(2)).reshape(-1)  # ∇L·(w − w*), per chain
+        nbeta, gamma = hyper.nbeta_row, 2.0 * hyper.half_localization_row
+        force2 = (nbeta * grad_norm) ** 2 + 2.0 * nbeta * gamma * cross + (gamma * distance) ** 2
+        half_step = 0.5 * hyper.step_size.squeeze(-1)
+        info = SGLDInfo(loss=evaluation.loss, grad_norm=grad_norm, distance=distance,
+                        drift_norm=half_step * force2.clamp_min(0.0).sqrt(),
+                        noise_norm=hyper.sqrt_step.squeeze(-1) * norm(noise),
+                        grad_term_norm=hyper.half_step_nbeta_row * grad_norm,
+                        localization_term_norm=hyper.half_step_localization_row * distance,
+                        acceptance=torch.full_like(evaluation.loss, math.nan), finite=finite)
         return new_state, info
 
 
@@ -163,5 +203,5 @@ def sgld_step(params: torch.Tensor, grad: torch.Tensor, noise: torch.Tensor, cen
     new_state, info = SGLD().transition(state, Evaluation(loss, grad, grad_log_prior, None), noise,
                                         hyper, center, mask)
     if not given:
-        info = info._replace(finite=torch.isfinite(new_state.position).all(-1))
+        info = info._replace(finite=rows_finite(new_state.position))
     return new_state.position, info

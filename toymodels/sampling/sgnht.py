@@ -14,6 +14,7 @@ from toymodels.sampling.integrator import (
     drift_terms,
     evaluate_then_noise,
     norm,
+    rows_finite,
 )
 from toymodels.sampling.integrator import force as force_of  # `force` is the local name below
 
@@ -131,7 +132,7 @@ class SGNHT:
         grad_norm = norm(evaluation.grad)
         distance, grad_term, loc_term = drift_terms(position - center, evaluation.grad, hyper, None, mask,
                                                     grad_norm)
-        finite = (torch.isfinite(new_position).all(-1) & torch.isfinite(new_momentum).all(-1)
+        finite = (rows_finite(new_position) & rows_finite(new_momentum)
                   & torch.isfinite(evaluation.loss) & torch.isfinite(new_alpha).squeeze(-1))
         info = SGNHTInfo(loss=evaluation.loss, grad_norm=grad_norm, distance=distance,
                          drift_norm=norm(eta * force), noise_norm=norm(kick),
