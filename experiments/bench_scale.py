@@ -38,7 +38,6 @@ import os
 import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -151,13 +150,21 @@ def workload(name: str, seed: int):
     raise ValueError(f"unknown workload {name!r}; known: mlp_1e4, mlp_1e5, mlp_1e6, transformer_1e5")
 
 
-def toy_problem(seed: int):
-    """The 24-parameter 4→3→4 linear network of experiments/bench_llc.py with its data."""
-    from experiments.bench_llc import Config as BenchConfig
-    from experiments.bench_llc import network_problem
-
-    model, x, y = network_problem(BenchConfig(seed=seed))
-    return model, x, y
+def toy_problem(seed: int, num_samples: int = 1000, noise_std: float = 0.1):
+    """The 24-parameter 4→3→4 linear network of ``experiments/bench_llc.py`` (there: problem (a)),
+    float32, at a true factorisation ``W₂W₁ = u vᵀ`` of a rank-1 teacher, with its data."""
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(4, generator=g, dtype=torch.float64)
+    v = torch.randn(4, generator=g, dtype=torch.float64)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3, bias=False), torch.nn.Linear(3, 4, bias=False))
+    with torch.no_grad():  # W₁ = e₁ vᵀ, W₂ = u e₁ᵀ
+        model[0].weight.zero_()
+        model[0].weight[0] = v.float()
+        model[1].weight.zero_()
+        model[1].weight[:, 0] = u.float()
+    x = torch.randn(num_samples, 4, generator=g, dtype=torch.float64)
+    y = x @ torch.outer(u, v).T + noise_std * torch.randn(num_samples, 4, generator=g, dtype=torch.float64)
+    return model, x.float(), y.float()
 
 
 # ----------------------------------------------------------------------------- what is timed
@@ -270,7 +277,7 @@ def devinterp_note() -> str:
     try:
         from importlib.metadata import version
 
-        import devinterp  # noqa: F401
+        import devinterp  # noqa: F401  (importable at all)
         found = version("devinterp")
     except Exception as exc:  # noqa: BLE001
         return f"devinterp not installed ({type(exc).__name__}): pip install -e '.[bench]'"

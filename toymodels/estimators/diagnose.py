@@ -332,9 +332,6 @@ def _localization_findings(result, numbers: dict) -> list[Finding]:
 def plot_diagnostics(result, path: str | Path | None = None):
     """Six panels: loss traces, running LLC means, per-chain λ̂ and escapes, distance from w*,
     drift-term sizes with their ε factors, and acceptance probabilities. Returns the figure."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     trace = result.trace

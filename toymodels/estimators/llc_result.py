@@ -155,10 +155,7 @@ class LLCResult:
 
     def plot_trace(self, ax=None, path: str | Path | None = None):
         """Plot each chain's loss trace with ``init_loss`` dashed; returns the matplotlib axes."""
-        import matplotlib
-
         if ax is None:
-            matplotlib.use("Agg", force=False)
             import matplotlib.pyplot as plt
 
             _, ax = plt.subplots(figsize=(6, 3.5))

@@ -38,7 +38,7 @@ AUTO_COMPILE_MAX_PARAMETERS = 2**14
 #: when each chain's step is at least this much work — parameters × samples per step — and there
 #: are at most :data:`LOOP_MAX_CHAINS` chains. Below it, one vmapped pass over the chains saves the
 #: per-call overhead; above it, vmap's batched weights cost more than they save (measured by
-#: ``experiments/bench_networks.py``: a 1.07M-parameter MLP at batch 256 and 8 chains took 3× as
+#: ``experiments/bench_scale.py``: a 1.07M-parameter MLP at batch 256 and 8 chains took 3× as
 #: long vmapped as looped; at 10⁵ parameters the two were equal).
 LOOP_WORK_THRESHOLD = 2**21
 LOOP_MAX_CHAINS = 64

@@ -148,12 +148,11 @@ def _chosen(result: LLCResult) -> dict:
 
 
 def _plot(rows: list[dict], path: str | Path) -> None:
-    import matplotlib
+    # a Figure without pyplot: written to a file, it needs no backend and changes no global state
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw=dict(width_ratios=[1.1, 1]))
+    fig = Figure(figsize=(11, 4.2))
+    ax, ax2 = fig.subplots(1, 2, gridspec_kw=dict(width_ratios=[1.1, 1]))
     targets = [r["target"] for r in rows]
     lo, hi = 0.0, max(max(targets), max(r["estimate"] for r in rows)) * 1.1
     ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="estimate = exact target")
@@ -187,4 +186,3 @@ def _plot(rows: list[dict], path: str | Path) -> None:
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130)
-    plt.close(fig)

@@ -201,10 +201,7 @@ class CalibrationResult:
     def plot(self, path: str | Path | None = None, axes=None):
         """λ̂ against ε for each ``(nβ, γ)``: points ± 2 MCSE, the fitted line, the tolerance band
         around λ₀ and the chosen ε marked. Returns the figure."""
-        import matplotlib
-
         if axes is None:
-            matplotlib.use("Agg", force=False)
             import matplotlib.pyplot as plt
 
             n = len(self.choices)
