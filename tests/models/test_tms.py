@@ -1,4 +1,4 @@
-"""Tests of toymodels/tms.py (the TMS models, classifier and samplers) and the TMS experiments.
+"""Tests of toymodels/models/tms/ (the TMS models, classifier and samplers) and the TMS experiments.
 
 The torch loss is checked against the independent exact implementation in theory/tms.py (value,
 gradient, and — through the fully traced variant — the Hessian); the sampled-data loss against its
