@@ -126,7 +126,8 @@ ax.legend(fontsize=8)
 plt.show()
 
 # %% [markdown]
-# The bias is $O(\varepsilon)$ and has the same sign in every model we know: too large a step inflates λ̂.
+# The bias is $O(\varepsilon)$, and upward here and on every exact case of `docs/error_budget.md`: too large a step
+# inflates λ̂.
 # `step_size="auto"` fits the law $\hat\lambda(\varepsilon) = \lambda_0/(1 - s\varepsilon)$ on a grid of steps and takes the
 # largest ε whose bias is within 1 %; `sampler="mala"` (a Metropolis test on each SGLD move) removes the
 # bias on full-batch losses altogether.

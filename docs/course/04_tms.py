@@ -60,8 +60,9 @@ c = 6
 # ## The k-gons
 #
 # At the $k$-gon the live columns have length $l^*$ and bias $b^* \le 0$ (found from the closed form), the dead
-# columns are $W_i = 0$ with $b_i \le 0$, and a positive column has $W_i = 0$, $b_i = 1/(2c)$. For $k \ge 5$ the loss is
-# analytic there and Morse–Bott, so $\lambda = \operatorname{rank}(H)/2$: $\lambda = (3k-1)/2 + 3\sigma/2$ (`kgon_learning_coefficient`).
+# columns are $W_i = 0$ with $b_i \le 0$, and a positive column has $W_i = 0$, $b_i = 1/(2c)$. For $5 \le k \le 8$ (and not
+# both positive and dead columns) the loss is analytic there and Morse–Bott, so $\lambda = \operatorname{rank}(H)/2 = (3k-1)/2 + 3\sigma/2$
+# (`kgon_learning_coefficient`); the 4-gon sits on a kink of the loss, where this formula does not apply.
 # Lower loss costs higher λ: that trade is what both transitions are about.
 
 # %%

@@ -111,6 +111,9 @@ for step in range(num_steps + 1):
     optimiser.step()
 
 # %%
+# the end of LR1: the first checkpoint whose first-position loss is within 1 % of D + σ²
+lr1 = next(r for r in records if r["step"] > 0 and abs(r["loss"][0] / (D + noise_variance) - 1) < 0.01)
+last = records[-1]
 steps = np.array([max(r["step"], 1) for r in records])
 losses = np.array([r["loss"] for r in records])
 fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(14, 3.8))
@@ -123,8 +126,8 @@ ax2.errorbar(steps, [r["llc"] for r in records], [2 * r["llc_mcse"] for r in rec
 ax2.set(xscale="log", xlabel="training step", ylabel="λ̂ (short chains, ± 2 MCSE)", title="local learning coefficient")
 positions = np.arange(1, K + 1)
 ax3.plot(positions, ridge_risks, "kx:", label="exact ridge Bayes risk")
-for r in (records[2], records[-1]):
-    ax3.errorbar(positions, r["loss"], 2 * r["loss_se"], fmt="o-", capsize=2, label=f"step {r['step']}")
+for r, name in ((lr1, "end of LR1"), (last, "end of training")):
+    ax3.errorbar(positions, r["loss"], 2 * r["loss_se"], fmt="o-", capsize=2, label=f"{name} (step {r['step']})")
 ax3.set(xlabel="position k", ylabel="loss at position k", title="against the Bayes-optimal predictor")
 ax3.legend(fontsize=7)
 plt.show()
@@ -139,8 +142,6 @@ plt.show()
 #   as it does: the in-context algorithm costs complexity.
 
 # %%
-first, last = records[0], records[-1]
-lr1 = next(r for r in records if r["step"] > 0 and abs(r["loss"][0] / (D + noise_variance) - 1) < 0.01)
 print(f"first position at step {lr1['step']}: loss = {lr1['loss'][0]:.4f} ± {lr1['loss_se'][0]:.1e}   "
       f"exact D + σ² = {D + noise_variance:.4f}")
 print(f"end of training: mean loss {last['loss'].mean():.3f}   exact ridge Bayes risk "

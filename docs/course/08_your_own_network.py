@@ -115,7 +115,8 @@ print(f"default nβ = n / log n = {n / math.log(n):.2f}")
 # **The DataLoader rule.** `data=` takes tensors or a `DataLoader`; a DataLoader is concatenated **once** into
 # tensors, and its batch size is *not* the sampler's: the chains use the full batch unless you pass
 # `batch_size=` (then each chain draws its own minibatch, with replacement, at every step). nβ still comes from
-# the dataset size. So these two calls sample the same posterior, draw for draw:
+# the dataset size. So these two calls sample the same posterior with the same random numbers (the loader
+# shuffled the samples, which changes only the rounding of the sums):
 
 # %%
 loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
