@@ -96,7 +96,7 @@ def _kernel_manager(threads: int):
     user-wide ``python3`` kernel spec nor the environment of the caller decides which Python and
     which matplotlib backend run the course."""
     from jupyter_client.kernelspec import KernelSpecManager
-    from jupyter_client.manager import KernelManager
+    from jupyter_client.manager import AsyncKernelManager
 
     spec_root = Path(tempfile.mkdtemp(prefix="toymodels-course-kernel-"))
     spec_dir = spec_root / "python3"
@@ -112,7 +112,9 @@ def _kernel_manager(threads: int):
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
     ksm = KernelSpecManager(kernel_dirs=[str(spec_root)])
-    return KernelManager(kernel_name="python3", kernel_spec_manager=ksm), spec_root
+    # the asynchronous manager, as nbclient's own: with a blocking one its per-cell time limits
+    # are never enforced (the reply is awaited without a deadline)
+    return AsyncKernelManager(kernel_name="python3", kernel_spec_manager=ksm), spec_root
 
 
 def execute_notebook(path: Path, timeout_s: float, threads: int = 1):
@@ -124,6 +126,7 @@ def execute_notebook(path: Path, timeout_s: float, threads: int = 1):
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
+    from nbclient.util import run_sync
 
     notebook = read_notebook(path)
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
@@ -148,7 +151,7 @@ def execute_notebook(path: Path, timeout_s: float, threads: int = 1):
         error = f"{type(exc).__name__}: {exc}"
     finally:
         if km.has_kernel:  # nbclient leaves a kernel it did not create running
-            km.shutdown_kernel(now=True)
+            run_sync(km.shutdown_kernel)(now=True)
         shutil.rmtree(spec_root, ignore_errors=True)
     seconds = time.perf_counter() - start
     if error is None and seconds > timeout_s:
