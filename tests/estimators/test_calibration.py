@@ -221,3 +221,20 @@ def test_one_usable_point_gives_the_smallest_step_and_says_it_is_unverified():
     fit = fit_step_size_bias([1e-3, 2e-3, 4e-3], [1.0, np.nan, np.nan], [0.01, 0.01, 0.01])
     eps, reason = choose_step_size(fit, [1e-3, 2e-3, 4e-3], tolerance=0.01)
     assert eps == 1e-3 and "unverified" in reason
+
+
+def test_the_bias_grid_adds_no_round_once_max_seconds_is_spent():
+    from toymodels import calibrate
+    from toymodels.models.potentials import normal_crossing_potential
+
+    common = dict(init=torch.zeros(2, dtype=torch.float64), nbeta=100.0, localization=1.0, num_chains=4,
+                  num_draws=20, num_step_sizes=3, relax_max_steps=200, slope_precision=1e-6, seed=2)
+    potential = normal_crossing_potential([1, 1])
+    # a slope precision no grid reaches: without a deadline every round runs, with one only the first
+    unbounded = calibrate(potential, max_rounds=3, **common)
+    bounded = calibrate(potential, max_rounds=3, max_seconds=1e-6, **common)
+    rounds = lambda result: max(row.get("round", 0) for row in result.table)  # noqa: E731
+    assert rounds(unbounded) == 3
+    assert rounds(bounded) == 1
+    with pytest.raises(ValueError, match="max_seconds"):
+        calibrate(potential, max_seconds=-1.0, **common)

@@ -338,6 +338,8 @@ def _auto_calibration(posterior: Posterior, run: _Run, *, chain_init, relax):
             if key in options:
                 raise ValueError(f"calibration_options may not set {key!r}: estimate_llc sets it")
         options.setdefault("seed", run.seed + 1)
+        if run.budget_seconds is not None:  # the grid stops adding rounds at 3/4 of the budget
+            options.setdefault("max_seconds", 0.75 * run.budget_seconds)
         calibration = calibrate(posterior, sampler=run.sampler, sampler_options=run.sampler_options,
                                 num_threads=run.num_threads, chain_init=chain_init,
                                 relax_chains=run.num_chains if relax else None,

@@ -69,6 +69,7 @@ def calibrate(
     relax_chains: int | None = None,
     relax_max_steps: int = 500_000,
     relax_max_seconds: float | None = None,
+    max_seconds: float | None = None,
 ) -> CalibrationResult:
     """Choose the step size by the documented rule, from short batched runs.
 
@@ -101,6 +102,9 @@ def calibrate(
             ``result.warm_states`` (``estimate_llc`` relaxes its own chains here). Default
             ``num_chains``.
         relax_max_steps, relax_max_seconds: the relaxation's budget.
+        max_seconds: a wall-clock budget for the whole calibration: once it is spent, the bias
+            grid runs no further round (it keeps the rounds it has; a slope that is then still
+            imprecise shows in the table). ``estimate_llc(budget_seconds=B)`` gives ``0.75 B``.
 
     Returns:
         A :class:`CalibrationResult`; ``result.schedule(num_chains)`` gives the chain schedule
@@ -113,7 +117,7 @@ def calibrate(
         num_steps_bw_draws=num_steps_bw_draws, scan_chains=scan_chains, scan_steps=scan_steps,
         max_rounds=max_rounds, slope_precision=slope_precision, target_accept=target_accept,
         relax_chains=relax_chains, relax_max_steps=relax_max_steps,
-        relax_max_seconds=relax_max_seconds, seed=seed, sampler=sampler)
+        relax_max_seconds=relax_max_seconds, seed=seed, sampler=sampler, max_seconds=max_seconds)
     posterior, settings = posterior_and_settings(
         target, init=init, data=data, loss_fn=loss_fn, batch_size=batch_size, nbeta=nbeta,
         localization=localization, log_prior=log_prior, restrict_to=restrict_to)
@@ -128,7 +132,7 @@ def calibrate(
 def _checked_options(*, tolerance, num_step_sizes, initial_step_size, num_chains, num_draws,
                      num_burnin_steps, num_steps_bw_draws, scan_chains, scan_steps, max_rounds,
                      slope_precision, target_accept, relax_chains, relax_max_steps,
-                     relax_max_seconds, seed, sampler) -> dict:
+                     relax_max_seconds, seed, sampler, max_seconds=None) -> dict:
     """The numbers of :func:`calibrate`, checked (before anything runs)."""
     out = dict(
         tolerance=as_float("tolerance", tolerance, minimum=0, strict=True, maximum=0.999,
@@ -150,6 +154,9 @@ def _checked_options(*, tolerance, num_step_sizes, initial_step_size, num_chains
     if relax_max_seconds is not None:
         relax_max_seconds = as_float("relax_max_seconds", relax_max_seconds, minimum=0, strict=True)
     out["relax_max_seconds"] = relax_max_seconds
+    if max_seconds is not None:
+        max_seconds = as_float("max_seconds", max_seconds, minimum=0, strict=True)
+    out["max_seconds"] = max_seconds
     out["seed"] = as_int("seed", seed, 0)
     as_choice("sampler", sampler, SAMPLER_NAMES)
     return out
@@ -270,7 +277,9 @@ class _Calibration:
                     rows.append(row)
                 rows_by[s] = rows
             fits = {s: fit_rows(rows) for s, rows in rows_by.items()}
-            if self._enough(rows_by, fits) or round_ == self.max_rounds - 1:
+            out_of_time = (self.max_seconds is not None
+                           and time.perf_counter() - self.start > self.max_seconds)
+            if self._enough(rows_by, fits) or round_ == self.max_rounds - 1 or out_of_time:
                 break
             chain_init = grid_starts.clone()
             chain_init[trace.kept_chains] = trace.final_params.to(chain_init.dtype)
