@@ -87,6 +87,23 @@ class FlatModule:
     def __call__(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.model, (self.unflatten(w), self.frozen, self.buffers), (x,))
 
+    def split(self, w: torch.Tensor) -> list[torch.Tensor]:
+        """The parameter tensors of ``w`` (``(d,)``, or ``(C, d)`` giving ``(C, *shape)`` each), as views.
+
+        Gradients are taken with respect to these pieces, made leaves, and concatenated once:
+        a gradient with respect to the flat vector itself would go back through each view as a
+        zero-filled copy of the whole vector (one ``(C, d)`` pass per parameter tensor).
+        """
+        lead, out, start = w.shape[:-1], [], 0
+        for shape, numel in zip(self.shapes, self.numels):
+            out.append(w[..., start: start + numel].reshape(*lead, *shape))
+            start += numel
+        return out
+
+    def call_split(self, parts: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """The forward pass at the parameter tensors ``parts`` (in :attr:`names` order)."""
+        return functional_call(self.model, (dict(zip(self.names, parts)), self.frozen, self.buffers), (x,))
+
 
 class ModuleObjective(Objective):
     """A network at ``w*`` with data, as a function of one flat parameter vector.
@@ -179,8 +196,14 @@ class ModuleObjective(Objective):
         def loss_one(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             return self.loss_fn(self.flat(w, x), y).reshape(())
 
+        def loss_split(parts: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return self.loss_fn(self.flat.call_split(parts, x), y).reshape(())
+
         self._full = vmap(loss_one, in_dims=(0, None, None))
         self._mini = vmap(loss_one, in_dims=(0, 0, 0))
+        self._loss_split = loss_split
+        self._full_split = vmap(loss_split, in_dims=(0, None, None))
+        self._mini_split = vmap(loss_split, in_dims=(0, 0, 0))
         check_module_contracts(model, inputs, targets, loss_fn)
         if chain_strategy not in CHAIN_STRATEGIES:
             raise ValueError(f"chain_strategy must be one of {CHAIN_STRATEGIES}, got {chain_strategy!r}")
@@ -243,36 +266,40 @@ class ModuleObjective(Objective):
         return compiled(params, *self._minibatch(num_chains, generator))
 
     def _vmapped(self, params, generator):
-        """One reverse pass through the sum of the vmapped losses, per chunk of chains."""
-        chunk = self.chunk_chains
-        if chunk is None or chunk >= params.shape[0]:
-            return super().loss_and_grad(params, generator)
-        batch = None if self.batch_size is None else self._minibatch(params.shape[0], generator)
-        losses, grads = [], []
+        """One reverse pass through the sum of the vmapped losses, per chunk of chains; the
+        gradients are taken per parameter tensor (:meth:`FlatModule.split`) and concatenated."""
+        num_chains = params.shape[0]
+        chunk = self.chunk_chains if self.chunk_chains is not None else num_chains
+        batch = None if self.batch_size is None else self._minibatch(num_chains, generator)
+        losses = params.new_empty(num_chains)
+        grads = torch.empty_like(params)
         with torch.enable_grad():
-            for start in range(0, params.shape[0], chunk):
-                p = params[start: start + chunk].detach().requires_grad_(True)
+            for start in range(0, num_chains, chunk):
+                stop = min(start + chunk, num_chains)
+                leaves = [v.detach().requires_grad_(True) for v in self.flat.split(params[start:stop])]
                 if batch is None:
-                    value = self._full(p, self.inputs, self.targets)
+                    value = self._full_split(leaves, self.inputs, self.targets)
                 else:
-                    value = self._mini(p, batch[0][start: start + chunk], batch[1][start: start + chunk])
-                (g,) = torch.autograd.grad(value.sum(), p)
-                losses.append(value.detach())
-                grads.append(g)
-        return torch.cat(losses), torch.cat(grads)
+                    value = self._mini_split(leaves, batch[0][start:stop], batch[1][start:stop])
+                parts = torch.autograd.grad(value.sum(), leaves)
+                torch.cat([g.reshape(stop - start, -1) for g in parts], dim=1, out=grads[start:stop])
+                losses[start:stop] = value.detach()
+        return losses, grads
 
     def _looped(self, params, generator):
-        """One plain forward and backward per chain, on views of its row of ``params``."""
+        """One plain forward and backward per chain, with respect to the pieces of its row of
+        ``params`` (:meth:`FlatModule.split`), written into the flat gradient once."""
         num_chains = params.shape[0]
         batch = None if self.batch_size is None else self._minibatch(num_chains, generator)
         losses = params.new_empty(num_chains)
         grads = torch.empty_like(params)
         with torch.enable_grad():
             for c in range(num_chains):
-                w = params[c].detach().requires_grad_(True)
+                leaves = [v.detach().requires_grad_(True) for v in self.flat.split(params[c])]
                 x, y = (self.inputs, self.targets) if batch is None else (batch[0][c], batch[1][c])
-                value = self.loss_fn(self.flat(w, x), y).reshape(())
-                (grads[c],) = torch.autograd.grad(value, w)
+                value = self._loss_split(leaves, x, y)
+                parts = torch.autograd.grad(value, leaves)
+                torch.cat([g.reshape(-1) for g in parts], out=grads[c])
                 losses[c] = value.detach()
         return losses, grads
 

@@ -159,7 +159,7 @@ class SGLD:
             return new_state, SGLDInfo(evaluation.loss, skipped, skipped, skipped, skipped, skipped,
                                        skipped, skipped, finite)
         grad_norm, distance = norm(grad), norm(offset)
-        cross = torch.bmm(grad.unsqueeze(1), offset.unsqueeze(2)).reshape(-1)  # ∇L·(w − w*), per chain
+        cross = _row_dot(grad, offset)  # ∇L·(w − w*), per chain
         nbeta, gamma = hyper.nbeta_row, 2.0 * hyper.half_localization_row
         force2 = (nbeta * grad_norm) ** 2 + 2.0 * nbeta * gamma * cross + (gamma * distance) ** 2
         half_step = 0.5 * hyper.step_size.squeeze(-1)
@@ -170,6 +170,15 @@ class SGLD:
                         localization_term_norm=hyper.half_step_localization_row * distance,
                         acceptance=torch.full_like(evaluation.loss, math.nan), finite=finite)
         return new_state, info
+
+
+def _row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``Σ_j a_cj b_cj`` per row: BLAS dots for a few long rows (a batched ``bmm`` of ``(1, d)`` by
+    ``(d, 1)`` took 12 ms for 4 rows of 10⁶ on a CPU core, four dots 1.4 ms), a fused product
+    and sum for many short ones."""
+    if a.shape[0] <= 64 and a.shape[-1] >= 4096:
+        return torch.stack([torch.dot(x, y) for x, y in zip(a, b)])
+    return (a * b).sum(-1)
 
 
 def sgld_step(params: torch.Tensor, grad: torch.Tensor, noise: torch.Tensor, center: torch.Tensor,
