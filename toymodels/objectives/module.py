@@ -37,10 +37,12 @@ AUTO_COMPILE_MAX_PARAMETERS = 2**14
 #: ``chain_strategy="auto"`` runs the chains as a loop of plain autograd passes (one per chain)
 #: when each chain's step is at least this much work — parameters × samples per step — and there
 #: are at most :data:`LOOP_MAX_CHAINS` chains. Below it, one vmapped pass over the chains saves the
-#: per-call overhead; above it, vmap's batched weights cost more than they save (measured by
-#: ``experiments/bench_scale.py``: a 1.07M-parameter MLP at batch 256 and 8 chains took 3× as
-#: long vmapped as looped; at 10⁵ parameters the two were equal).
-LOOP_WORK_THRESHOLD = 2**21
+#: per-call overhead; above it, vmap's batched weights cost more than they save. Measured by
+#: ``experiments/bench_scale.py`` (one thread, 4 and 8 chains × 200 draws): an MLP of 9,550
+#: parameters at batch 256 (2.4·10⁶) ran 1.2–1.5× faster vmapped; a transformer of 1.1·10⁵ at
+#: batch 64 (7.1·10⁶) 1.2× faster looped; an MLP of 1.07·10⁶ at batch 256, 1.2–1.3× faster
+#: looped; at 10⁵ parameters and batch 256 the two were within 5 %.
+LOOP_WORK_THRESHOLD = 2**22
 LOOP_MAX_CHAINS = 64
 CHAIN_STRATEGIES = ("auto", "vmap", "loop")
 #: the share of the free memory (device memory on a GPU, available RAM on a CPU) a run may plan to use
