@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from toymodels import ModuleObjective, SGLDHyperparameters, estimate_llc, run_chains
-from toymodels.objectives.module import LOOP_MAX_CHAINS, LOOP_WORK_THRESHOLD
+from toymodels.objectives.module import EAGER_CHUNK_BYTES, LOOP_MAX_CHAINS, LOOP_WORK_THRESHOLD
 
 F64 = torch.float64
 
@@ -90,6 +90,26 @@ def test_activation_bytes_measure_what_the_backward_pass_keeps():
     # a linear layer keeps its input (b × 40 float64) for the weight gradient; mse keeps the residual
     assert full >= 200 * 40 * 8
     assert 1.8 < full / half < 2.1
+
+
+def test_eager_chunks_bound_the_largest_intermediate_and_change_no_number(monkeypatch):
+    # 2000 samples × 64 hidden units × 8 bytes = 1 MiB per chain for the hidden activations: the
+    # cache rule takes 4 chains a pass, and 10 chains as 3 equal passes (4, 4, 2 would be uneven)
+    g = torch.Generator().manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1)).double()
+    x, y = torch.randn(2000, 3, generator=g, dtype=F64), torch.randn(2000, 1, generator=g, dtype=F64)
+    objective = ModuleObjective(model, x, y, F.mse_loss, compile=False, chain_strategy="vmap")
+    per_chain = 2000 * 64 * 8
+    assert objective.eager_chunk(10) == 10 // -(-10 // (EAGER_CHUNK_BYTES // per_chain)) + 1 == 4
+    assert objective._largest_activation_bytes == per_chain  # the shared data are not counted
+    assert objective.eager_chunk(2) == 2
+    params = objective.center + 0.1 * torch.randn(10, objective.dim, generator=g, dtype=F64)
+    chunked = objective.loss_and_grad(params, None)
+    monkeypatch.setattr("toymodels.objectives.module.EAGER_CHUNK_BYTES", 2**40)
+    assert objective.eager_chunk(10) == 10
+    whole = objective.loss_and_grad(params, None)
+    for a, b in zip(chunked, whole):  # bit for bit: each chain's gradient is its own loss's
+        assert torch.equal(a, b)
 
 
 def test_a_run_that_cannot_fit_is_refused_before_any_step():
