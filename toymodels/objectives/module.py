@@ -259,19 +259,25 @@ class ModuleObjective(Objective):
         work = self.dim * (self.batch_size or self.num_samples)
         return "loop" if num_chains <= LOOP_MAX_CHAINS and work >= LOOP_WORK_THRESHOLD else "vmap"
 
-    def loss_and_grad(self, params, generator):
+    #: :meth:`loss_and_grad` can write the gradients into a given buffer (``out``)
+    writes_grad_into = True
+
+    def loss_and_grad(self, params, generator, out: torch.Tensor | None = None):
         """Losses ``(num_chains,)`` and gradients ``(num_chains, d)``: vmapped (eager or
         compiled, in chunks of :attr:`chunk_chains` when memory asks for it) or looped.
 
         Every path draws the minibatch indices from ``generator`` in the same way, once for all
-        chains, so a seed gives the same minibatches whichever path runs.
+        chains, so a seed gives the same minibatches whichever path runs. ``out``: a contiguous
+        ``(num_chains, d)`` buffer the eager paths write the gradients into (the sampler's reused
+        one: a fresh 34 MB gradient a step page-faults; see
+        :class:`~toymodels.sampling.integrator.Scratch`); the compiled path returns its own.
         """
         num_chains = params.shape[0]
         if self.chain_strategy_for(num_chains) == "loop":
-            return self._looped(params, generator)
+            return self._looped(params, generator, out)
         compiled = self._compiled_for(params)
         if compiled is None:
-            out = self._vmapped(params, generator)
+            out = self._vmapped(params, generator, out)
             self._eager_work_seconds += _estimated_eager_seconds(
                 num_chains, self.batch_size or self.num_samples, self.dim)
             return out
@@ -279,14 +285,14 @@ class ModuleObjective(Objective):
             return compiled(params)
         return compiled(params, *self._minibatch(num_chains, generator))
 
-    def _vmapped(self, params, generator):
+    def _vmapped(self, params, generator, out=None):
         """One reverse pass through the sum of the vmapped losses, per chunk of chains; the
         gradients are taken per parameter tensor (:meth:`FlatModule.split`) and concatenated."""
         num_chains = params.shape[0]
         chunk = self.eager_chunk(num_chains)
         batch = None if self.batch_size is None else self._minibatch(num_chains, generator)
         losses = params.new_empty(num_chains)
-        grads = torch.empty_like(params)
+        grads = torch.empty_like(params) if out is None else out
         with torch.enable_grad():
             for start in range(0, num_chains, chunk):
                 stop = min(start + chunk, num_chains)
@@ -312,13 +318,13 @@ class ModuleObjective(Objective):
         passes = math.ceil(num_chains / chunk)
         return math.ceil(num_chains / passes)
 
-    def _looped(self, params, generator):
+    def _looped(self, params, generator, out=None):
         """One plain forward and backward per chain, with respect to the pieces of its row of
         ``params`` (:meth:`FlatModule.split`), written into the flat gradient once."""
         num_chains = params.shape[0]
         batch = None if self.batch_size is None else self._minibatch(num_chains, generator)
         losses = params.new_empty(num_chains)
-        grads = torch.empty_like(params)
+        grads = torch.empty_like(params) if out is None else out
         with torch.enable_grad():
             for c in range(num_chains):
                 leaves = [v.detach().requires_grad_(True) for v in self.flat.split(params[c])]

@@ -26,7 +26,7 @@ from toymodels.objectives import Objective, PotentialObjective
 from toymodels.sampling.adaptation import DualAveraging
 from toymodels.sampling.distributed import all_ranks_mean, chain_split, gather_traces, rank_seed
 from toymodels.sampling.hyper import SGLDHyperparameters, broadcast_hyperparameters
-from toymodels.sampling.integrator import Evaluation, Target
+from toymodels.sampling.integrator import Evaluation, Scratch, Target
 from toymodels.sampling.kernels import make_sampler
 from toymodels.sampling.trace import DivergenceError, SamplingInterrupted, SamplingTrace, make_trace
 from toymodels.threads import torch_threads
@@ -116,7 +116,9 @@ def run_chains(
         step_hyper = step_hyper.select(block)
         center = center if centers is None else center[block]
         progress = progress and split.rank == 0
-    target = make_target(objective, log_prior, _check_mask(mask, objective), generator, center)
+    # the loop keeps only the current state; an observable could return a view of a position
+    target = make_target(objective, log_prior, _check_mask(mask, objective), generator, center,
+                         recycle_positions=not observables)
     prepare = getattr(objective, "prepare_run", None)
     if prepare is not None:  # a network: memory plan (chunks, or a clear refusal) and compile choice
         prepare(schedule["num_chains"], schedule["num_burnin_steps"]
@@ -200,19 +202,28 @@ def _check_mask(mask, objective: Objective) -> torch.Tensor | None:
 
 
 def make_target(objective: Objective, log_prior, mask, generator: torch.Generator,
-                center: torch.Tensor | None = None) -> Target:
+                center: torch.Tensor | None = None, recycle_positions: bool = False) -> Target:
     """The kernels' view of the posterior: one evaluation function (minibatch drawn first), the
-    centre (``objective.center`` unless given: ``(C, d)`` for one per chain) and the mask."""
+    centre (``objective.center`` unless given: ``(C, d)`` for one per chain), the mask, and the
+    run's work buffers (:class:`~toymodels.sampling.integrator.Scratch`; ``recycle_positions``
+    for a loop that keeps no position but its current state's)."""
     grad_log_prior = vmap(func_grad(lambda w: log_prior(w).reshape(()))) if log_prior else None
     log_prior_value = vmap(lambda w: log_prior(w).reshape(())) if log_prior else None
 
-    def evaluate(position: torch.Tensor, with_log_prior: bool) -> Evaluation:
-        loss, grad = objective.loss_and_grad(position, generator)
+    writes_grad_into = getattr(objective, "writes_grad_into", False)
+
+    def evaluate(position: torch.Tensor, with_log_prior: bool, grad_out: torch.Tensor | None = None,
+                 ) -> Evaluation:
+        if grad_out is not None and writes_grad_into:
+            loss, grad = objective.loss_and_grad(position, generator, out=grad_out)
+        else:
+            loss, grad = objective.loss_and_grad(position, generator)
         glp = grad_log_prior(position) if grad_log_prior is not None else None
         lp = log_prior_value(position) if log_prior_value is not None and with_log_prior else None
         return Evaluation(loss, grad, glp, lp)
 
-    return Target(evaluate, objective.center if center is None else center, mask)
+    return Target(evaluate, objective.center if center is None else center, mask,
+                  Scratch(recycle_positions))
 
 
 def _check_centers(centers, objective: Objective, num_chains: int) -> torch.Tensor:

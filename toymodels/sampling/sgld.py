@@ -25,6 +25,7 @@ from toymodels.sampling.hyper import (
 )
 from toymodels.sampling.integrator import (
     Evaluation,
+    Scratch,
     Target,
     acceptance_probability,
     drift_terms,
@@ -93,15 +94,17 @@ class SGLD:
         position = state.position
         evaluation, noise = evaluate_then_noise(target, position, generator,
                                                 self.mala_diagnostic and record)
-        return self.transition(state, evaluation, noise, hyper, target.center, target.mask, record)
+        return self.transition(state, evaluation, noise, hyper, target.center, target.mask, record,
+                               target.scratch)
 
     def transition(self, state: SGLDState, evaluation: Evaluation, noise: torch.Tensor,
                    hyper: ChainHyperparameters, center: torch.Tensor, mask: torch.Tensor | None = None,
-                   record: bool = True) -> tuple[SGLDState, SGLDInfo]:
-        """The pure move given the evaluation at ``state.position`` and the noise ``ξ``."""
+                   record: bool = True, scratch: Scratch | None = None) -> tuple[SGLDState, SGLDInfo]:
+        """The pure move given the evaluation at ``state.position`` and the noise ``ξ``
+        (``scratch``: the run's reusable work buffers, for intermediates the move does not keep)."""
         position = state.position
         if mask is None and evaluation.grad_log_prior is None and not self.mala_diagnostic:
-            return self._fused_transition(state, evaluation, noise, hyper, center, record)
+            return self._fused_transition(state, evaluation, noise, hyper, center, record, scratch)
         drive, offset = force(position, evaluation, center, hyper, mask)
         new_position, drift, kick = langevin_move(position, drive, noise, hyper, mask)
         finite = rows_finite(new_position) & torch.isfinite(evaluation.loss)
@@ -138,7 +141,7 @@ class SGLD:
     @staticmethod
     def _fused_transition(state: SGLDState, evaluation: Evaluation, noise: torch.Tensor,
                           hyper: ChainHyperparameters, center: torch.Tensor,
-                          record: bool) -> tuple[SGLDState, SGLDInfo]:
+                          record: bool, scratch: Scratch | None = None) -> tuple[SGLDState, SGLDInfo]:
         """The same move without a mask, a prior or the MALA diagnostic, in four passes over ``(C, d)``.
 
         ``w' = w − (εγ/2)(w − w*) − (εnβ/2)∇L + √ε ξ`` as multiply-adds into one new buffer
@@ -147,8 +150,11 @@ class SGLD:
         reductions, with ``||F||² = nβ²||∇L||² + 2nβγ ∇L·(w − w*) + γ²||w − w*||²`` for the drift.
         """
         position, grad = state.position, evaluation.grad
-        offset = position - center
-        new_position = torch.addcmul(position, offset, hyper.neg_half_step_localization)
+        # w − w* is read by this step only: into the run's reused buffer when there is one
+        offset = (position - center if scratch is None
+                  else torch.sub(position, center, out=scratch.like("offset", position)))
+        recycled = None if scratch is None else scratch.position_after(position)
+        new_position = torch.addcmul(position, offset, hyper.neg_half_step_localization, out=recycled)
         new_position.addcmul_(grad, hyper.neg_half_step_nbeta)
         new_position.addcmul_(noise, hyper.sqrt_step)
         finite = rows_finite(new_position) & torch.isfinite(evaluation.loss)
