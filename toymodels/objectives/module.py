@@ -264,7 +264,8 @@ class ModuleObjective(Objective):
 
     def loss_and_grad(self, params, generator, out: torch.Tensor | None = None):
         """Losses ``(num_chains,)`` and gradients ``(num_chains, d)``: vmapped (eager or
-        compiled, in chunks of :attr:`chunk_chains` when memory asks for it) or looped.
+        compiled; eager in chunks of :meth:`eager_chunk` chains, which memory and the cache
+        decide) or looped.
 
         Every path draws the minibatch indices from ``generator`` in the same way, once for all
         chains, so a seed gives the same minibatches whichever path runs. ``out``: a contiguous
