@@ -21,6 +21,7 @@ from toymodels.models.dln import (
     estimate_dln_llc,
     flatten_layers,
     gauss_newton_eigenvalues,
+    gauss_newton_top_eigenvalue,
     gaussian_nll_loss,
     input_covariance,
     make_data,
@@ -171,6 +172,33 @@ def test_gauss_newton_eigenvalues_equal_the_hessian_of_the_population_loss_at_th
     # the rest of the spectrum (the fiber's directions) is zero at the truth
     torch.testing.assert_close(expected[got.numel():], torch.zeros(hess.shape[0] - got.numel(), dtype=F64),
                                rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("widths", [(6, 5, 4, 3), (10, 8, 8, 6), (4, 12, 12, 12, 4)])
+def test_matrix_free_top_gauss_newton_eigenvalue_equals_the_dense_spectrum(widths):
+    g = torch.Generator().manual_seed(sum(widths))
+    point = 0.5 * torch.randn(sum(a * b for a, b in zip(widths[:-1], widths[1:])), generator=g, dtype=F64)
+    a = torch.randn(widths[0], widths[0], generator=g, dtype=F64)
+    cov = a @ a.T / widths[0] + torch.eye(widths[0], dtype=F64)
+    dense = float(gauss_newton_eigenvalues(widths, point, cov, noise_std=0.7)[0])
+    lanczos = gauss_newton_top_eigenvalue(widths, point, cov, noise_std=0.7, dense=False)
+    assert lanczos == pytest.approx(dense, rel=1e-10)
+
+
+def test_large_dln_step_size_never_forms_the_jacobian(monkeypatch):
+    # depth 4, width 48: the dense Jacobian would have 48² · 9216 > 2²² entries
+    widths = (48,) * 5
+    point = _random_point(widths, 1) / 48**0.5
+    expected = gauss_newton_top_eigenvalue(widths, point, input_covariance(48), dense=False)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the dense Jacobian was built")
+
+    monkeypatch.setattr("toymodels.models.dln.curvature.gauss_newton_eigenvalues", refuse)
+    eps, h_ref = dln_step_size(widths, point, input_covariance(48), nbeta=1000.0)
+    floor = 4 * float(torch.linalg.matrix_norm(input_covariance(48), ord=2))
+    assert h_ref == pytest.approx(max(expected, floor), rel=1e-12)
+    assert eps == pytest.approx(0.1 / (1000.0 * h_ref), rel=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -38,7 +38,13 @@ NLL, sufficient statistics, :func:`dln_potential`, :class:`DLNObjective`), ``cur
 Gauss–Newton spectrum and the step-size and run-length rules).
 """
 
-from toymodels.models.dln.curvature import SAMPLERS, dln_step_size, estimate_dln_llc, gauss_newton_eigenvalues
+from toymodels.models.dln.curvature import (
+    SAMPLERS,
+    dln_step_size,
+    estimate_dln_llc,
+    gauss_newton_eigenvalues,
+    gauss_newton_top_eigenvalue,
+)
 from toymodels.models.dln.data import (
     INPUT_DISTRIBUTIONS,
     DLNObjective,
@@ -68,6 +74,7 @@ __all__ = [
     "estimate_dln_llc",
     "flatten_layers",
     "gauss_newton_eigenvalues",
+    "gauss_newton_top_eigenvalue",
     "gaussian_nll_loss",
     "input_covariance",
     "make_data",
