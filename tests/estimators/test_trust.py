@@ -368,3 +368,81 @@ def test_a_seconds_budget_cuts_the_draws_and_says_so():
                        num_chains=4, rel_mcse=0.001, budget_seconds=3.0, progress=False)
     assert res.schedule["short_of_target"] and "budget_seconds" in res.schedule["reasons"]["num_draws"]
     assert "budget_short" in res.diagnose(echo=None).codes()
+
+
+# ------------------------------------------------------------------------------------------------
+# 5. minibatch losses: noise is not an escape; a network without localization is not calibrated
+#    to an absurd step
+
+
+def test_minibatch_noise_alone_is_not_an_escape():
+    """The failure: at an exact minimum, minibatch losses of 4 samples scatter around L(w) by more
+    than the chains' elevation λ/(nβ), so a third of the draws fell below L(w*) and the diagnosis
+    reported every chain as escaped. Draws now count as below only beyond 2 sd of the minibatch
+    loss at w*, measured before the run."""
+    from toymodels.estimators.escape import fraction_below_init
+
+    model, x, y, exact = least_squares_linear(torch.float32, n=200)
+    res = estimate_llc(model, data=(x, y), loss_fn=F.mse_loss, localization=1.0, step_size=1e-4,
+                       batch_size=4, num_chains=8, num_draws=400, num_burnin_steps=100, seed=3,
+                       progress=False)
+    trace = res.trace
+    assert fraction_below_init(trace.loss, trace.init_loss).max() > 0.2  # what the old rule counted
+    assert res.fraction_below_init.max() <= 0.05
+    assert "escaped" not in [f.code for f in res.diagnose(echo=None).findings]
+    # σ_B against the exact standard deviation of a with-replacement minibatch mean of 4 losses
+    with torch.no_grad():
+        per_sample = ((model(x) - y) ** 2).double().squeeze(1)
+    exact_sd = float(per_sample.std(unbiased=False)) / 2.0
+    # 16 probes: the ratio of a sample sd to σ lies in (0.45, 1.63) with probability 0.999
+    assert 0.45 < trace.init_loss_sd / exact_sd < 1.63
+
+
+def test_a_genuine_minibatch_escape_is_still_caught():
+    """w* moved away from the minimum by far more than the minibatch noise: the chains descend,
+    and the noise tolerance does not hide it."""
+    model, x, y, exact = least_squares_linear(torch.float32, n=200)
+    with torch.no_grad():
+        model.bias.add_(2.0)
+    res = estimate_llc(model, data=(x, y), loss_fn=F.mse_loss, localization=0.01, step_size=1e-3,
+                       batch_size=16, num_chains=4, num_draws=300, seed=0, progress=False)
+    assert res.fraction_below_init.min() > 0.5
+    assert "escaped" in [f.code for f in res.diagnose(echo=None).findings]
+
+
+def test_minibatch_scan_points_with_an_estimate_above_d_are_unstable():
+    from toymodels.estimators.calibration.runs import stable
+
+    row = dict(diverged_chains=0, kept_chains=8, llc_mean=30.0, mala_acceptance=math.nan, full_batch=False)
+    assert stable(row, dim=40) and stable(row)
+    assert not stable(row, dim=20)  # λ ≤ d/2 always: λ̂ > d is a > 100 % step-size bias
+    # a full-batch scan has its Metropolis test instead
+    full = dict(row, full_batch=True, records_acceptance=True, mala_acceptance=0.9)
+    assert stable(full, dim=20)
+
+
+def test_auto_without_localization_on_a_saturating_network_stays_finite_and_below_d():
+    """The failure: a tanh classifier, minibatches, γ = 0 (the default). Its gradients are bounded,
+    so no step ever diverged, the stability scan grew ε by 4⁸ after 4⁸, and ``auto`` chose
+    ε = 4.5·10⁹ and returned λ̂ ≈ 4·10¹⁴. The scan now stops where λ̂ exceeds d."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 5, generator=g)
+    y = (x[:, 0] + 0.5 * torch.randn(400, generator=g) > 0).long() + (x[:, 1] > 1).long()
+    model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(0.5 * torch.randn(p.shape, generator=g))
+    optimizer = torch.optim.LBFGS(model.parameters(), max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    dim = sum(p.numel() for p in model.parameters())
+    res = estimate_llc(model, data=(x, y), loss_fn=F.cross_entropy, batch_size=32, step_size="auto",
+                       num_chains=4, num_draws=200, num_burnin_steps=200, seed=0, progress=False)
+    assert res.step_size < 1.0
+    assert 0 < res.llc_mean < dim

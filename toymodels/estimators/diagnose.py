@@ -5,8 +5,9 @@ of what the numbers show and what to change:
 
 * **negative estimate** — ``λ̂ < 0``: the chains found lower loss than ``w*`` on average;
 * **escaped** — a chain spent more than 5 % of its draws below ``L(w*)`` (the criterion with which
-  Chen et al., arXiv 2310.06301, discard chains): ``w*`` is not a local minimum, or the chain
-  left for another phase;
+  Chen et al., arXiv 2310.06301, discard chains; with a minibatch loss, more than 2 standard
+  deviations of the minibatch loss below, see :mod:`toymodels.estimators.escape`): ``w*`` is not
+  a local minimum, or the chain left for another phase;
 * **not converged** — split R-hat above 1.01 (Vehtari et al. 2021), or the second half of the
   draws differs from the first by more than 4 standard errors (still drifting after burn-in);
 * **imprecise** — the Monte-Carlo standard error is more than 5 % of the estimate;
@@ -41,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from toymodels.estimators.diagnostics import chain_diagnostics
-from toymodels.estimators.escape import ESCAPE_FRACTION
+from toymodels.estimators.escape import ESCAPE_FRACTION, ESCAPE_NOISE_SDS
 
 __all__ = ["Finding", "Diagnosis", "diagnose", "plot_diagnostics", "ESCAPE_FRACTION"]
 
@@ -215,7 +216,10 @@ def _estimate_findings(result, numbers: dict) -> list[Finding]:
             findings.append(Finding(
                 "escaped", "problem",
                 f"{escaped.size} of {below.size} chains spent more than "
-                f"{100 * ESCAPE_FRACTION:.0f}% of their draws below L(w*) ({detail}): they found "
+                f"{100 * ESCAPE_FRACTION:.0f}% of their draws below L(w*)"
+                + ("" if result.trace is None or result.trace.init_loss_sd is None else
+                   f" by more than {ESCAPE_NOISE_SDS:g} sd of the minibatch loss")
+                + f" ({detail}): they found "
                 "lower loss than w*. Either w* is not a local minimum, or these chains escaped to "
                 "another phase.",
                 "Check that w* is a minimum (gradient ≈ 0, trained to convergence); raise the "

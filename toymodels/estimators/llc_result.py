@@ -21,7 +21,7 @@ import numpy as np
 
 from toymodels.estimators.diagnose import diagnose, plot_diagnostics
 from toymodels.estimators.diagnostics import chain_diagnostics
-from toymodels.estimators.escape import fraction_below_init
+from toymodels.estimators.escape import fraction_below_init, noise_tolerance
 from toymodels.sampling import SamplingTrace
 
 __all__ = ["LLCResult", "llc_draws", "llc_from_trace"]
@@ -71,7 +71,8 @@ class LLCResult:
     seconds: float = 0.0
     sampler: str = "sgld"
     #: per chain: the fraction of draws whose loss is below ``init_loss`` (a chain that finds
-    #: lower loss than w*: w* is not a local minimum, or the chain escaped to another phase)
+    #: lower loss than w*: w* is not a local minimum, or the chain escaped to another phase);
+    #: for a minibatch run, more than 2 sd of the minibatch loss below (toymodels.estimators.escape)
     fraction_below_init: np.ndarray | None = None
     #: per chain, MALA only: the mean acceptance probability of the steps after burn-in
     acceptance_rate: np.ndarray | None = None
@@ -217,7 +218,7 @@ def llc_from_trace(trace: SamplingTrace, *, nbeta_source: str = "given", batch_s
         divergence_steps=trace.divergence_steps,
         seconds=trace.seconds,
         sampler=trace.sampler,
-        fraction_below_init=fraction_below_init(trace.loss, trace.init_loss),
+        fraction_below_init=fraction_below_init(trace.loss, trace.init_loss, noise_tolerance(trace)),
         acceptance_rate=acceptance_rate,
         mala_acceptance=mala_acceptance,
         trace=trace,

@@ -190,6 +190,8 @@ def merge_traces(traces: list, split: ChainSplit, device: torch.device):
 
     init_loss = (np.concatenate([t.init_loss for t in traces])
                  if isinstance(first.init_loss, np.ndarray) else first.init_loss)
+    init_loss_sd = (np.concatenate([t.init_loss_sd for t in traces])
+                    if isinstance(first.init_loss_sd, np.ndarray) else first.init_loss_sd)
     chain_hyper = (None if first.chain_hyper is None else
                    {k: np.concatenate([t.chain_hyper[k] for t in traces]) for k in first.chain_hyper})
     finals = [t.final_params for t in traces]
@@ -205,4 +207,4 @@ def merge_traces(traces: list, split: ChainSplit, device: torch.device):
         # the slowest rank's time: what the run cost, and the same number on every rank
         seconds=max(t.seconds for t in traces), sampler=first.sampler,
         sampler_options=first.sampler_options, records=cat_dict("records"), chain_hyper=chain_hyper,
-        final_step_size=first.final_step_size, full_batch=first.full_batch)
+        final_step_size=first.final_step_size, full_batch=first.full_batch, init_loss_sd=init_loss_sd)

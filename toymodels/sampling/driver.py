@@ -128,11 +128,13 @@ def run_chains(
         raise ValueError(f"the loss at init (w*) is not finite ({init_loss}); check the model and data")
     # one centre: a number; one centre per chain: an array over the chains (kept ones in the trace)
     init_loss = float(init_loss[0]) if centers is None else init_loss
+    # the probe's seed: the run's, offset, so that the probe never replays the run's minibatches
+    init_loss_sd = minibatch_loss_sd(objective, center, generator.initial_seed() + 1)
     observable_fns = {name: vmap(fn) for name, fn in (observables or {}).items()}
     fields = dict(init_loss=init_loss, hyper=hyper, num_burnin_steps=schedule["num_burnin_steps"],
                   num_steps_bw_draws=schedule["num_steps_bw_draws"], sampler=kernel.name,
                   sampler_options=dict(sampler_options or {}), full_batch=_is_full_batch(objective),
-                  chain_hyper=step_hyper if chain_hyper else None)
+                  chain_hyper=step_hyper if chain_hyper else None, init_loss_sd=init_loss_sd)
     loop = dict(kernel=kernel, adaptation=adaptation, target=target, hyper=step_hyper,
                 generator=generator, observables=observable_fns, on_divergence=on_divergence,
                 progress=progress, check_every=check_every, fields=fields,
@@ -185,6 +187,31 @@ def build_kernel(sampler, sampler_options: dict | None, *, full_batch: bool, num
 
 def _is_full_batch(objective: Objective) -> bool:
     return getattr(objective, "batch_size", None) is None
+
+
+#: minibatches drawn at ``w*`` to measure the noise of a minibatch loss (:func:`minibatch_loss_sd`)
+NOISE_PROBE_BATCHES = 16
+
+
+def minibatch_loss_sd(objective: Objective, center: torch.Tensor, seed: int):
+    """The standard deviation of the minibatch loss at ``w*`` over :data:`NOISE_PROBE_BATCHES`
+    minibatches (a number, or one per centre for ``(C, d)`` centres), or ``None`` for a
+    full-batch objective.
+
+    A minibatch run records each draw's minibatch loss, which scatters around ``L(w)`` by this
+    much; the escape rule (:mod:`toymodels.estimators.escape`) compares draws with ``L(w*)``
+    beyond that scatter. The minibatches come from their own generator (seeded from ``seed``),
+    so the run's random numbers are those it would draw without this probe.
+    """
+    if _is_full_batch(objective):
+        return None
+    centers = center.reshape(-1, center.shape[-1])
+    probe = torch.Generator(device=centers.device).manual_seed(seed)
+    with torch.no_grad():
+        losses = torch.stack([objective.batched_loss(centers, probe).detach()
+                              for _ in range(NOISE_PROBE_BATCHES)])
+    sd = losses.double().std(dim=0).cpu().numpy()
+    return float(sd[0]) if center.dim() == 1 else sd
 
 
 def _check_mask(mask, objective: Objective) -> torch.Tensor | None:

@@ -89,6 +89,9 @@ class SamplingTrace:
     #: the step size in force after burn-in (differs from hyper.step_size when MALA adapted it)
     final_step_size: float | None = None
     full_batch: bool = True
+    #: minibatch runs: the standard deviation of the minibatch loss at w* (one per chain with
+    #: per-chain centres), the scatter of each recorded loss around L(w); None for a full batch
+    init_loss_sd: float | np.ndarray | None = None
 
     @property
     def num_chains(self) -> int:
@@ -115,8 +118,9 @@ def make_trace(records: dict[str, torch.Tensor], observables: dict[str, list[tor
 
     base = ("loss", "grad_norm", "distance", "drift_norm", "noise_norm")
     chain_hyper = fields.pop("chain_hyper", None)
-    if isinstance(fields.get("init_loss"), np.ndarray):  # one centre per chain
-        fields["init_loss"] = fields["init_loss"][keep.cpu().numpy()]
+    for name in ("init_loss", "init_loss_sd"):
+        if isinstance(fields.get(name), np.ndarray):  # one centre per chain
+            fields[name] = fields[name][keep.cpu().numpy()]
     if chain_hyper is not None:
         chain_hyper = {k: getattr(chain_hyper, k).squeeze(1)[keep].detach().cpu().double().numpy()
                        for k in ("step_size", "nbeta", "localization")}

@@ -13,7 +13,7 @@ import torch
 
 from toymodels.estimators.calibration.bias import fit_step_size_bias
 from toymodels.estimators.diagnostics import chain_diagnostics
-from toymodels.estimators.escape import fraction_below_init
+from toymodels.estimators.escape import fraction_below_init, noise_tolerance
 from toymodels.estimators.llc_result import llc_draws
 from toymodels.sampling import SGLDHyperparameters, run_chains
 
@@ -44,7 +44,7 @@ def stability_scan(objective, settings, starts, table, initial_step_size, scan_c
             table.extend(rows)
             good = []
             for r in sorted(rows, key=lambda r: r["step_size"]):
-                if not stable(r):
+                if not stable(r, objective.dim):
                     break
                 good.append(r["step_size"])
             if not good:
@@ -139,10 +139,24 @@ def usable(row: dict) -> bool:
             and row["ess"] >= MIN_GRID_ESS)
 
 
-def stable(row: dict) -> bool:
-    """A scan point is stable: no chain diverged, and (full batch) SGLD's moves would pass a
-    Metropolis test at least half the time."""
+def stable(row: dict, dim: int | None = None) -> bool:
+    """A scan point is stable: no chain diverged, and either (full batch) SGLD's moves would pass
+    a Metropolis test at least half the time, or (a minibatch loss, where no such test exists)
+    λ̂ is at most ``dim``, the number of parameters.
+
+    The minibatch clause: the learning coefficient never exceeds ``d/2`` (Watanabe 2009,
+    *Algebraic Geometry and Statistical Learning Theory*; a regular model has exactly ``d/2``),
+    so a step at which λ̂ exceeds ``d`` is biased by more than 100 % and cannot be chosen.
+    Without it, a minibatch network whose gradients are bounded (saturating units, γ = 0:
+    nothing ever diverges) had its scan grow ε by 4⁸ after 4⁸: on a tanh classifier of 227
+    parameters the calibration chose ε = 4.5·10⁹ and returned λ̂ ≈ 4·10¹⁴. A full-batch scan
+    keeps the Metropolis test alone: on ``K = w²`` (d = 1) SGLD is stable up to ``εκ = 4`` with a
+    bias that grows without bound there, and cutting those points at ``λ̂ > d`` moved the bias
+    grid a factor 4 lower and fitted λ₀ 4 % worse.
+    """
     if row["diverged_chains"] > 0 or row["kept_chains"] == 0 or not math.isfinite(row["llc_mean"]):
+        return False
+    if dim is not None and not row.get("full_batch") and row["llc_mean"] > dim:
         return False
     acc = row["mala_acceptance"]
     if row.get("full_batch") and row.get("records_acceptance"):
@@ -179,7 +193,7 @@ def _group_row_unchecked(trace, sel, nbeta, gamma, eps, stage, full_batch, reque
                                                     "ess": float("nan")}
     row.update(llc_mean=float(llc.mean()), mcse=diag["mcse"], rhat=diag["rhat"], ess=diag["ess"],
                sd=float(llc.std()),
-               fraction_below_init=float(fraction_below_init(trace.loss[sel], trace.init_loss).mean()))
+               fraction_below_init=float(_fraction_below(trace, sel).mean()))
     noise2 = float((trace.noise_norm[sel] ** 2).mean())
     # drift-to-noise ratio squared: the Gaussian step-size bias x/(1 − x) (toymodels.estimators.diagnose)
     drift2 = float((trace.drift_norm[sel] ** 2).mean())
@@ -197,3 +211,10 @@ def _group_row_unchecked(trace, sel, nbeta, gamma, eps, stage, full_batch, reque
         gm = float(g[sel].mean())
         row["localization_to_gradient"] = float(lterm[sel].mean()) / gm if gm > 0 else float("inf")
     return row
+
+
+def _fraction_below(trace, sel) -> np.ndarray:
+    """:func:`fraction_below_init` of the chains ``sel`` (the escape rule's noise tolerance included)."""
+    def rows(value):
+        return value if np.ndim(value) == 0 else np.asarray(value)[sel]
+    return fraction_below_init(trace.loss[sel], rows(trace.init_loss), rows(noise_tolerance(trace)))
