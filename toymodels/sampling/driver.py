@@ -128,7 +128,7 @@ def run_chains(
         raise ValueError(f"the loss at init (w*) is not finite ({init_loss}); check the model and data")
     # one centre: a number; one centre per chain: an array over the chains (kept ones in the trace)
     init_loss = float(init_loss[0]) if centers is None else init_loss
-    # the probe's seed: the run's, offset, so that the probe never replays the run's minibatches
+    # the probe's own generator, seeded from the run's: the run draws what it would draw without it
     init_loss_sd = minibatch_loss_sd(objective, center, generator.initial_seed() + 1)
     observable_fns = {name: vmap(fn) for name, fn in (observables or {}).items()}
     fields = dict(init_loss=init_loss, hyper=hyper, num_burnin_steps=schedule["num_burnin_steps"],

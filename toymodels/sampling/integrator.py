@@ -41,8 +41,8 @@ class Scratch:
 
     A kernel's step allocates a few ``(C, d)`` temporaries; for a network of 10⁶ parameters and 8
     chains each is 34 MB, above glibc's mmap threshold (at most 32 MiB), so every fresh one is
-    mapped, page-faulted and zeroed by the kernel, and unmapped when freed: measured 47 ms for the
-    noise of one step against about 25 ms when the buffer is reused. A buffer handed out is valid
+    mapped, page-faulted and zeroed by the kernel, and unmapped when freed: measured 46 ms for the
+    noise of one step against 32 ms when the buffer is reused. A buffer handed out is valid
     until the next request under the same name; the kernels consume it within the step (they keep
     ``√ε ξ`` or norms, never ``ξ`` or ``∇L`` themselves). The values written are those a fresh
     tensor would get.
@@ -84,10 +84,9 @@ class Target(NamedTuple):
     """The posterior as the kernels see it: an evaluation function, the centre and the mask.
 
     ``evaluate(position, with_log_prior)`` draws its minibatch (if any) from the run's generator;
-    ``with_log_prior=False`` lets it skip the prior's value when only its gradient is needed. With
-    a ``scratch``, ``evaluate(position, with_log_prior, grad_out)`` may write the gradient into
-    ``grad_out``.
-    ``scratch``, when given, holds the run's reusable work buffers (:class:`Scratch`).
+    ``with_log_prior=False`` lets it skip the prior's value when only its gradient is needed.
+    ``scratch``, when given, holds the run's reusable work buffers (:class:`Scratch`), and then
+    ``evaluate(position, with_log_prior, grad_out)`` may write the gradient into ``grad_out``.
     """
 
     evaluate: Callable[..., Evaluation]
